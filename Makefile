@@ -1,0 +1,125 @@
+# zerofs: one non-recursive make graph.
+#   make              build ./zerofs
+#   make check        build and run every test (unit, fixtures, generated, CLI, FUSE)
+#   make SANITIZE=address,undefined check
+#   make bench        benchmarks (bench/RESULTS.md)
+#   make fuzz         libFuzzer harnesses, bounded time (clang)
+#   make install      PREFIX/DESTDIR honoured
+# V=1 shows the commands. DEVELOPER=1 turns warnings into errors.
+
+PREFIX ?= /usr/local
+prefix ?= $(PREFIX)
+bindir ?= $(prefix)/bin
+mandir ?= $(prefix)/share/man
+man1dir ?= $(mandir)/man1
+DESTDIR ?=
+INSTALL ?= install
+INSTALL_PROGRAM ?= $(INSTALL) -m 0755
+INSTALL_DATA ?= $(INSTALL) -m 0644
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PYTHON ?= /usr/bin/python3
+CFLAGS ?= -O2 -g
+WARNINGS = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wwrite-strings -Wformat=2 -Wvla -Wpointer-arith -Wundef \
+	-Wno-missing-field-initializers
+ifeq ($(DEVELOPER),1)
+WARNINGS += -Werror
+endif
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Icore \
+	-MMD -MP -pthread $(WARNINGS)
+ifneq ($(SANITIZE),)
+SAN_FLAGS = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+Q = $(if $(filter 1,$(V)),,@)
+
+# core/ is the library: it never sees FUSE's flags, so an #include of
+# <fuse.h> there fails to build.
+CORE_PKGS = libzip libcjson libxxhash
+FS_PKGS = fuse3 $(CORE_PKGS)
+CORE_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(CORE_PKGS))
+FS_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(FS_PKGS))
+CORE_LIBS = $(shell $(PKG_CONFIG) --libs $(CORE_PKGS)) -lm
+FS_LIBS = $(shell $(PKG_CONFIG) --libs $(FS_PKGS)) -lm
+
+BUILD = build
+CORE_SRC = $(sort $(wildcard core/*.c))
+FS_SRC = $(sort $(wildcard fs/*.c))
+CORE_OBJ = $(CORE_SRC:%.c=$(BUILD)/%.o)
+FS_OBJ = $(FS_SRC:%.c=$(BUILD)/%.o)
+LIB = $(BUILD)/libzerofs.a
+
+UNIT_SRC = $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+HELPER_SRC = $(sort $(wildcard tests/helpers/*.c))
+HELPER_BIN = $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
+
+all: zerofs ## build ./zerofs
+
+zerofs: $(FS_OBJ) $(LIB)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) $(LDFLAGS) -pthread -o $@ $(FS_OBJ) $(LIB) $(FS_LIBS)
+
+$(LIB): $(CORE_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/core/%.o: core/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(CORE_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+
+# The conversion kernels are the hot loop of every converting read.
+$(BUILD)/core/convert.o: CFLAGS += -O3
+
+$(BUILD)/fs/%.o: fs/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(FS_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/tap.h
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) -Itests/unit $(CORE_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -o $@ $< $(LIB) $(CORE_LIBS)
+
+$(BUILD)/tests/%: tests/helpers/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(CORE_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -o $@ $< $(LIB) $(CORE_LIBS)
+
+tests: zerofs $(UNIT_BIN) $(HELPER_BIN)
+
+check: tests ## run the whole test suite
+	$(Q)PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) tests/run.sh
+
+bench: zerofs ## run the benchmarks, results in bench/RESULTS.md
+	$(Q)PYTHON=$(PYTHON) bench/run.sh
+
+install: zerofs ## install zerofs and its man page under DESTDIR/PREFIX
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(man1dir)
+	$(INSTALL_PROGRAM) zerofs $(DESTDIR)$(bindir)/zerofs
+	$(INSTALL_DATA) man/zerofs.1 $(DESTDIR)$(man1dir)/zerofs.1
+
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/zerofs $(DESTDIR)$(man1dir)/zerofs.1
+
+lint-man: ## check the man page with mandoc
+	mandoc -Tlint -Wwarning man/zerofs.1
+
+hdr-check: ## compile every public header on its own
+	$(Q)for h in include/zerofs/*.h; do \
+		echo "#include \"$${h#include/}\"" | $(CC) $(BASE_CFLAGS) $(CORE_CFLAGS) -fsyntax-only -x c - || exit 1; \
+	done
+
+clean:
+	rm -rf $(BUILD) zerofs
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+.PHONY: all tests check bench install uninstall lint-man hdr-check clean help fuzz
+
+-include $(CORE_OBJ:.o=.d) $(FS_OBJ:.o=.d)

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file ptfile.h
+ * A torch.save() file: a zip whose records are stored uncompressed.
+ *
+ * Opening reads the central directory (ZIP64 included: real optimizer
+ * files are far over 4 GiB), finds the record prefix from the entry that
+ * ends in "/data.pkl", loads that pickle into memory, and computes the
+ * absolute file offset of every record's data from its *local* header (the
+ * local extra field that torch uses for 64-byte alignment differs from the
+ * central one). Every offset and length is checked against the file size;
+ * compressed or encrypted records are refused when they are needed.
+ * Tensor bytes are then served with pread() on zf_ptfile_fd(), no copy.
+ */
+#ifndef ZEROFS_PTFILE_H
+#define ZEROFS_PTFILE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "zerofs/error.h"
+
+/* Largest data.pkl zerofs loads into memory. */
+#define ZF_PTFILE_MAX_PICKLE ((uint64_t)1 << 30)
+
+/* Where one record's bytes are. */
+struct zf_record {
+	uint64_t offset; /* absolute offset of the first data byte in the file */
+	uint64_t size;	 /* bytes (uncompressed == stored) */
+	uint32_t crc32;	 /* from the central directory */
+};
+
+struct zf_ptfile;
+
+/*
+ * Opens path read-only (O_CLOEXEC) and validates the container. On success
+ * *out owns the open file descriptor and the pickle bytes. Errors name
+ * path in err->where: ZF_EIO (open/read failed), ZF_EFORMAT (not a zip,
+ * truncated, offsets past the end, no data.pkl, ...), ZF_EUNSUPPORTED
+ * (data.pkl compressed or encrypted, multi-disk archive).
+ */
+int zf_ptfile_open(const char *path, struct zf_ptfile **out,
+		   struct zf_error *err);
+
+/* Closes the descriptor and frees everything; NULL is a no-op. */
+void zf_ptfile_close(struct zf_ptfile *pf);
+
+/* The data.pkl bytes, borrowed for the life of pf. */
+const unsigned char *zf_ptfile_pickle(const struct zf_ptfile *pf,
+				      size_t *len);
+
+/*
+ * Finds the storage record data/<key>. Errors: ZF_EFORMAT when it does not
+ * exist ("no record 'data/7'"), ZF_EUNSUPPORTED when it is compressed or
+ * encrypted. The message names the entry; err->where names the file.
+ */
+int zf_ptfile_record(const struct zf_ptfile *pf, const char *key,
+		     struct zf_record *rec, struct zf_error *err);
+
+/* The path given to open, borrowed. */
+const char *zf_ptfile_path(const struct zf_ptfile *pf);
+
+/* The read-only descriptor, owned by pf: use with pread() only. */
+int zf_ptfile_fd(const struct zf_ptfile *pf);
+
+/* File size in bytes at open time. */
+uint64_t zf_ptfile_size(const struct zf_ptfile *pf);
+
+/* Number of zip entries, and entry i's full name / size / method, for
+ * verify and tests. i must be < zf_ptfile_count(). */
+size_t zf_ptfile_count(const struct zf_ptfile *pf);
+const char *zf_ptfile_entry_name(const struct zf_ptfile *pf, size_t i);
+
+/*
+ * Reads every stored record through libzip and checks its CRC-32 against
+ * the central directory (slow: reads all bytes). ZF_EFORMAT names the
+ * first bad entry.
+ */
+int zf_ptfile_check_crc(const struct zf_ptfile *pf, struct zf_error *err);
+
+#endif /* ZEROFS_PTFILE_H */
