@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/* Looping, EINTR-safe file reads; see io.h. */
+#include "io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int zf_open_ro(const char *path, int *fd, struct stat *st,
+	       struct zf_error *err)
+{
+	struct stat sb;
+	int f = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (f < 0) {
+		int e = errno;
+
+		zf_fail(err, e == ENOENT ? ZF_ENOTFOUND : ZF_EIO,
+			"cannot open: %s", strerror(e));
+		zf_error_where(err, path);
+		return err ? err->status : ZF_EIO;
+	}
+	if (fstat(f, &sb) < 0) {
+		int e = errno;
+
+		close(f);
+		zf_fail(err, ZF_EIO, "cannot stat: %s", strerror(e));
+		zf_error_where(err, path);
+		return ZF_EIO;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		close(f);
+		zf_fail(err, ZF_EFORMAT, "not a regular file");
+		zf_error_where(err, path);
+		return ZF_EFORMAT;
+	}
+	*fd = f;
+	if (st)
+		*st = sb;
+	return ZF_OK;
+}
+
+int zf_pread_full(int fd, void *buf, size_t len, uint64_t off,
+		  struct zf_error *err)
+{
+	unsigned char *p = buf;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, p + done, len - done, (off_t)(off + done));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return zf_fail(err, ZF_EIO, "read failed at byte %llu: %s",
+				       (unsigned long long)(off + done),
+				       strerror(errno));
+		}
+		if (n == 0)
+			return zf_fail(err, ZF_EIO,
+				       "file ends at byte %llu, expected %llu bytes",
+				       (unsigned long long)(off + done),
+				       (unsigned long long)(off + len));
+		done += (size_t)n;
+	}
+	return ZF_OK;
+}
+
+int zf_read_small_file(const char *path, size_t max, char **out, size_t *len,
+		       struct zf_error *err)
+{
+	struct stat st;
+	char *buf;
+	int fd, rc;
+
+	rc = zf_open_ro(path, &fd, &st, err);
+	if (rc)
+		return rc;
+	if ((uint64_t)st.st_size > max) {
+		close(fd);
+		zf_fail(err, ZF_EFORMAT, "file is %lld bytes, at most %zu expected",
+			(long long)st.st_size, max);
+		zf_error_where(err, path);
+		return ZF_EFORMAT;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		close(fd);
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	}
+	rc = zf_pread_full(fd, buf, (size_t)st.st_size, 0, err);
+	close(fd);
+	if (rc) {
+		free(buf);
+		zf_error_where(err, path);
+		return rc;
+	}
+	buf[st.st_size] = '\0';
+	*out = buf;
+	*len = (size_t)st.st_size;
+	return ZF_OK;
+}

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The only place core talks to read(2)/pread(2)/open(2): short reads are
+ * looped, EINTR retried, and an early end of file is an error (a torch
+ * record that ends before its size says is truncated, never zero-filled).
+ */
+#ifndef ZEROFS_IO_H
+#define ZEROFS_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "zerofs/error.h"
+
+/* Opens path O_RDONLY|O_CLOEXEC into *fd and fstat()s it into *st (st may
+ * be NULL). ZF_ENOTFOUND when it does not exist, ZF_EIO otherwise; the
+ * error names path. Refuses anything but a regular file (ZF_EFORMAT). */
+int zf_open_ro(const char *path, int *fd, struct stat *st,
+	       struct zf_error *err);
+
+/* Reads exactly len bytes at off. ZF_EIO on a read error or when the file
+ * ends first ("file ends at byte N, expected M"). Does not name the file:
+ * the caller knows it. */
+int zf_pread_full(int fd, void *buf, size_t len, uint64_t off,
+		  struct zf_error *err);
+
+/* Reads a small whole file (at most max bytes) into a malloc'd,
+ * NUL-terminated buffer; *len gets its size. */
+int zf_read_small_file(const char *path, size_t max, char **out, size_t *len,
+		       struct zf_error *err);
+
+#endif /* ZEROFS_IO_H */
