@@ -48,6 +48,9 @@ enum zf_pv_type {
 	ZF_PV_NONE,
 	ZF_PV_BOOL,
 	ZF_PV_INT,	/* fits int64_t; larger LONG values are ZF_PV_OBJECT "int" */
+			/* (builtins.int, args: a 1-tuple of the LONG1/LONG4
+			 * bytes, little-endian two's complement, or the str of
+			 * INT/LONG digits) */
 	ZF_PV_FLOAT,
 	ZF_PV_STR,	/* UTF-8 as stored (not validated), NUL-terminated copy */
 	ZF_PV_BYTES,
@@ -110,6 +113,9 @@ struct zf_pv_object {
 	const char *name;
 	const struct zf_pv *args;  /* NULL or a tuple */
 	const struct zf_pv *state; /* NULL, or what BUILD gave (often a dict) */
+	/* NULL, or a list / dict of what APPEND(S) / SETITEM(S) added to the
+	 * object (list and dict subclasses). */
+	const struct zf_pv *items;
 };
 
 struct zf_pv {

@@ -23,6 +23,11 @@
 /* Largest data.pkl zerofs loads into memory. */
 #define ZF_PTFILE_MAX_PICKLE ((uint64_t)1 << 30)
 
+/* Most zip entries, and largest central directory in bytes, read from one
+ * file (real checkpoints have thousands of entries, a few hundred KiB). */
+#define ZF_PTFILE_MAX_ENTRIES ((uint64_t)1 << 20)
+#define ZF_PTFILE_MAX_CDIR ((uint64_t)256 << 20)
+
 /* Where one record's bytes are. */
 struct zf_record {
 	uint64_t offset; /* absolute offset of the first data byte in the file */
@@ -71,10 +76,30 @@ uint64_t zf_ptfile_size(const struct zf_ptfile *pf);
 size_t zf_ptfile_count(const struct zf_ptfile *pf);
 const char *zf_ptfile_entry_name(const struct zf_ptfile *pf, size_t i);
 
+/* What the central directory says about one entry. */
+struct zf_ptfile_entry {
+	const char *name;      /* full name, borrowed for the life of pf */
+	uint64_t size;	       /* bytes, uncompressed */
+	uint64_t csize;	       /* bytes in the file */
+	uint32_t crc32;
+	uint16_t method;       /* 0 stored, 8 deflate, ... */
+	uint16_t flags;	       /* general purpose bit flags */
+	uint64_t local_offset; /* absolute offset of the local header */
+	uint64_t data_offset;  /* absolute offset of the data; UINT64_MAX for
+				* entries zerofs does not serve (not data.pkl,
+				* byteorder or a stored data/<key> record) */
+};
+
+/* Fills *ent for entry i; ZF_EUSAGE (nothing filled) when i >= count. */
+int zf_ptfile_entry(const struct zf_ptfile *pf, size_t i,
+		    struct zf_ptfile_entry *ent);
+
 /*
  * Reads every stored record through libzip and checks its CRC-32 against
- * the central directory (slow: reads all bytes). ZF_EFORMAT names the
- * first bad entry.
+ * the central directory (slow: reads all bytes). The records zerofs serves
+ * are also compared byte for byte with pread() at their offsets, so a pass
+ * means the served bytes are the ones any zip reader sees. ZF_EFORMAT
+ * names the first bad entry.
  */
 int zf_ptfile_check_crc(const struct zf_ptfile *pf, struct zf_error *err);
 

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private to the checkpoint loader (ckpt*.c, layout*.c): where the rank
+ * files are, and the parsed state of each while zf_ckpt_open() runs.
+ */
+#ifndef ZEROFS_CKPT_I_H
+#define ZEROFS_CKPT_I_H
+
+#include "zerofs/ckpt.h"
+#include "zerofs/pickle.h"
+#include "zerofs/ptfile.h"
+
+/* What ckpt_find.c learns from the folder names alone. */
+struct zf_ckpt_files {
+	char *tag;
+	char *tag_dir;
+	char *hf_dir;		/* may be NULL */
+	enum zf_layout layout;
+	uint32_t world_size;	/* number of optimizer files */
+	char **optim;		/* world_size paths, rank order */
+	char **model;		/* n_model paths: 1 (stage 1/2) or world_size */
+	uint32_t n_model;
+};
+
+int zf_ckpt_locate(const char *path, const char *tag,
+		   struct zf_ckpt_files *files, struct zf_error *err);
+void zf_ckpt_files_release(struct zf_ckpt_files *files);
+
+/* One opened and parsed .pt file. */
+struct zf_loaded {
+	struct zf_ptfile *pf;
+	struct zf_pickle *pk;
+	const struct zf_pv *root;
+	uint32_t source; /* index in zf_ckpt.sources */
+};
+
+/* A tensor view resolved to absolute bytes in a file. */
+struct zf_view {
+	uint32_t source;
+	enum zf_dtype dtype;
+	uint64_t offset; /* absolute byte offset of element 0 */
+	uint64_t numel;
+	uint32_t ndim;
+	uint64_t shape[ZF_MAX_DIMS];
+};
+
+/*
+ * Resolves a ZF_PV_TENSOR of file f into a contiguous byte range, checking
+ * the storage record exists, is stored, and holds the view. `what` names
+ * the tensor in messages.
+ */
+int zf_view_resolve(const struct zf_loaded *f, const struct zf_pv *t,
+		    const char *what, struct zf_view *v, struct zf_error *err);
+
+/* Appends an extent to a tensor, merging with the previous one when
+ * contiguous. */
+int zf_tensor_add_extent(struct zf_tensor *t, uint32_t source,
+			 uint64_t offset, uint64_t len, struct zf_error *err);
+
+/* Overflow-checked arithmetic: return true on overflow. */
+static inline bool zf_mul_overflow(uint64_t a, uint64_t b, uint64_t *r)
+{
+	return __builtin_mul_overflow(a, b, r);
+}
+
+static inline bool zf_add_overflow(uint64_t a, uint64_t b, uint64_t *r)
+{
+	return __builtin_add_overflow(a, b, r);
+}
+
+#endif /* ZEROFS_CKPT_I_H */
+
+#ifndef ZEROFS_CKPT_I_LAYOUT
+#define ZEROFS_CKPT_I_LAYOUT
+/* The fp32 flat partitions one rank holds, in list order. */
+struct zf_rank_groups {
+	struct zf_view *v;
+	size_t n;
+	const char *path; /* the optimizer file, for messages */
+};
+
+/* A trainable parameter in the order of the flat fp32 data. */
+struct zf_flat_param {
+	const char *name;
+	uint64_t numel;
+	uint32_t group;	/* param group (ZeRO-1/2) */
+	size_t tensor;	/* index into zf_ckpt.tensors */
+};
+
+/* ZeRO-3: each param takes ceil(n/ws) elements from every rank's flat
+ * space (its sub-groups concatenated). Fills the params' extents. */
+int zf_layout_zero3(struct zf_ckpt *ck, const struct zf_rank_groups *ranks,
+		    const struct zf_flat_param *params, size_t n_params,
+		    struct zf_error *err);
+
+/* ZeRO-1/2 and BF16_Optimizer: group g is the ranks' partitions of group g
+ * concatenated; its params lie back to back from 0. */
+int zf_layout_zero12(struct zf_ckpt *ck, const struct zf_rank_groups *ranks,
+		     const struct zf_flat_param *params, size_t n_params,
+		     uint32_t n_groups, struct zf_error *err);
+#endif

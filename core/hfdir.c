@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Builds the virtual Hugging Face directory of a checkpoint: which tensors
+ * are served and under which names (tied aliases left out as
+ * save_pretrained does, a wrapper prefix such as XTuner's "llm." removed),
+ * in which dtype, split into which shards (huggingface_hub's greedy split
+ * over state_dict order), each shard's generated header, the index, and
+ * the config and tokenizer files beside them.
+ *
+ * Everything that can fail on bad input fails here, at build time; the
+ * read path (reader.c) then only does arithmetic proven safe here.
+ */
+#include "hfdir_i.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "strmap.h"
+#include "zerofs/convert.h"
+#include "zerofs/safetensors.h"
+
+/* The dtype tensor t is served in when floats are served as dtype. */
+static enum zf_dtype served_dtype(const struct zf_tensor *t, enum zf_dtype dtype)
+{
+	enum zf_dtype own = t->model_dtype ? t->model_dtype : t->src_dtype;
+
+	/* Integer buffers keep their type; so does float64, which the
+	 * conversion kernels do not handle (torch would convert it). */
+	if (!zf_dtype_is_float(own) || own == ZF_DT_F64 || t->src_dtype == ZF_DT_F64)
+		return own;
+	return dtype;
+}
+
+static int choose_prefix(const struct zf_ckpt *ck, const char *want,
+			 char **prefix, struct zf_error *err)
+{
+	const char *p = want ? want : "llm.";
+	size_t n = strlen(p), served = 0, with = 0;
+
+	for (size_t i = 0; i < ck->n_tensors; i++) {
+		if (ck->tensors[i].kind == ZF_KIND_ALIAS)
+			continue;
+		served++;
+		with += !strncmp(ck->tensors[i].name, p, n);
+	}
+	if (!want) /* auto: XTuner's wrapper, only when it wraps everything */
+		p = served && with == served ? "llm." : "";
+	else if (n && with != served)
+		return zf_fail(err, ZF_EUSAGE,
+			       "--strip-prefix '%s': %zu of %zu tensors do not start with it",
+			       want, served - with, served);
+	*prefix = strdup(p);
+	return *prefix ? ZF_OK : zf_fail(err, ZF_ENOMEM, "out of memory");
+}
+
+static int cmp_vfile(const void *a, const void *b)
+{
+	return strcmp(((const struct zf_vfile *)a)->name,
+		      ((const struct zf_vfile *)b)->name);
+}
+
+static int cmp_vtensor(const void *a, const void *b)
+{
+	const struct zf_vtensor *x = a, *y = b;
+
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Builds shard k: its tensors, header and size. */
+static int build_shard(struct zf_vfile *f, struct zf_vtensor *all, size_t n_all,
+		       const uint32_t *shard_of, uint32_t k, struct zf_error *err)
+{
+	struct zf_st_tensor *st = NULL;
+	uint64_t *offs = NULL;
+	size_t n = 0, j = 0;
+	int rc;
+
+	for (size_t i = 0; i < n_all; i++)
+		n += shard_of[i] == k;
+	f->tensors = calloc(n ? n : 1, sizeof(*f->tensors));
+	st = calloc(n ? n : 1, sizeof(*st));
+	offs = calloc(n ? n : 1, sizeof(*offs));
+	if (!f->tensors || !st || !offs) {
+		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n_all; i++) {
+		if (shard_of[i] != k)
+			continue;
+		f->tensors[j] = all[i];
+		f->tensors[j].name = strdup(all[i].name);
+		if (!f->tensors[j].name) {
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+			goto out;
+		}
+		st[j] = (struct zf_st_tensor){ f->tensors[j].name, all[i].dtype,
+					       all[i].src->ndim, all[i].src->shape,
+					       all[i].nbytes };
+		j++;
+		f->n_tensors = j;
+	}
+	rc = zf_st_layout(st, n, "pt", &f->header, &f->header_len, offs,
+			  &f->size, err);
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		f->tensors[i].offset = offs[i];
+	qsort(f->tensors, n, sizeof(*f->tensors), cmp_vtensor);
+	f->kind = ZF_VF_SAFETENSORS;
+out:
+	free(st);
+	free(offs);
+	return rc;
+}
+
+int zf_hfdir_build(const struct zf_ckpt *ck,
+		   const struct zf_hfdir_options *opts, struct zf_hfdir **out,
+		   struct zf_error *err)
+{
+	struct zf_hfdir_options o = opts ? *opts : (struct zf_hfdir_options){ 0 };
+	struct zf_vfiles files = { 0 };
+	struct zf_vtensor *vt = NULL;
+	uint64_t *sizes = NULL;
+	uint32_t *shard_of = NULL, n_shards = 0;
+	const char **names = NULL;
+	struct zf_strmap seen = { 0 };
+	struct zf_hfdir *d;
+	size_t n = 0, plen;
+	const char *meta_dir;
+	int rc;
+
+	*out = NULL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	d->ck = ck;
+	d->dtype = o.dtype ? o.dtype : ck->train_dtype;
+	if (d->dtype != ZF_DT_F32 && d->dtype != ZF_DT_BF16 && d->dtype != ZF_DT_F16) {
+		rc = zf_fail(err, ZF_EUSAGE, "cannot serve dtype '%s': choose fp32, bf16 or fp16",
+			     zf_dtype_torch_name(d->dtype));
+		goto out;
+	}
+	if (!o.max_shard_size)
+		o.max_shard_size = ZF_DEFAULT_SHARD_SIZE;
+	rc = choose_prefix(ck, o.strip_prefix, &d->prefix, err);
+	if (rc)
+		goto out;
+	plen = strlen(d->prefix);
+
+	vt = calloc(ck->n_tensors ? ck->n_tensors : 1, sizeof(*vt));
+	sizes = calloc(ck->n_tensors ? ck->n_tensors : 1, sizeof(*sizes));
+	shard_of = calloc(ck->n_tensors ? ck->n_tensors : 1, sizeof(*shard_of));
+	names = calloc(ck->n_tensors ? ck->n_tensors : 1, sizeof(*names));
+	if (!vt || !sizes || !shard_of || !names || zf_strmap_init(&seen, ck->n_tensors)) {
+		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < ck->n_tensors; i++) {
+		const struct zf_tensor *t = &ck->tensors[i];
+
+		if (t->kind == ZF_KIND_ALIAS)
+			continue;
+		vt[n].name = t->name + plen;
+		vt[n].src = t;
+		vt[n].dtype = served_dtype(t, d->dtype);
+		vt[n].nbytes = t->numel * zf_dtype_size(vt[n].dtype);
+		if (!vt[n].name[0]) {
+			rc = zf_fail(err, ZF_EUSAGE, "stripping '%s' leaves tensor '%s' without a name",
+				     d->prefix, t->name);
+			goto out;
+		}
+		if (vt[n].dtype != t->src_dtype && !zf_convert_supported(vt[n].dtype, t->src_dtype)) {
+			rc = zf_fail(err, ZF_EUNSUPPORTED, "cannot serve '%s' (%s) as %s",
+				     t->name, zf_dtype_torch_name(t->src_dtype),
+				     zf_dtype_torch_name(vt[n].dtype));
+			goto out;
+		}
+		if (zf_strmap_put(&seen, vt[n].name, n)) {
+			rc = zf_fail(err, ZF_EFORMAT, "two tensors would be served as '%s'",
+				     vt[n].name);
+			goto out;
+		}
+		sizes[n] = vt[n].nbytes;
+		names[n] = vt[n].name;
+		d->tensor_bytes += vt[n].nbytes;
+		n++;
+	}
+	zf_st_plan_shards(sizes, n, o.max_shard_size, shard_of, &n_shards);
+	if (!n_shards)
+		n_shards = 1; /* an empty model still gets its (empty) file */
+	d->n_shards = n_shards;
+	for (uint32_t k = 0; k < n_shards; k++) {
+		char name[64];
+		struct zf_vfile *f;
+
+		zf_st_shard_name(k + 1, n_shards, name, sizeof(name));
+		f = zf_vfiles_add(&files, name);
+		if (!f) {
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+			goto out;
+		}
+		rc = build_shard(f, vt, n, shard_of, k, err);
+		if (rc)
+			goto out;
+	}
+	if (n_shards > 1) {
+		struct zf_vfile *f = zf_vfiles_add(&files, "model.safetensors.index.json");
+		size_t len;
+
+		if (!f) {
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+			goto out;
+		}
+		rc = zf_st_index_json(names, shard_of, n, n_shards, d->tensor_bytes,
+				      &f->data, &len, err);
+		if (rc)
+			goto out;
+		f->kind = ZF_VF_MEMORY;
+		f->size = len;
+	}
+
+	meta_dir = o.config_dir ? o.config_dir : ck->hf_dir;
+	if (meta_dir) {
+		bool found;
+
+		rc = zf_hf_add_metadata(&files, meta_dir, d->dtype, &found, err);
+		if (rc)
+			goto out;
+		if (found && !(d->config_source = strdup(meta_dir))) {
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+
+	for (size_t i = 0; i < ck->n_sources; i++) {
+		const struct timespec *m = &ck->sources[i].mtime;
+
+		if (m->tv_sec > d->mtime.tv_sec ||
+		    (m->tv_sec == d->mtime.tv_sec && m->tv_nsec > d->mtime.tv_nsec))
+			d->mtime = *m;
+	}
+	qsort(files.v, files.n, sizeof(*files.v), cmp_vfile);
+	for (size_t i = 0; i < files.n; i++) {
+		struct zf_vfile *f = &files.v[i];
+
+		f->ino = 2 + i;
+		if (f->kind != ZF_VF_PASSTHROUGH && !f->mtime.tv_sec)
+			f->mtime = d->mtime;
+		d->total_bytes += f->size;
+	}
+	d->files = files.v;
+	d->n_files = files.n;
+	files.v = NULL;
+	*out = d;
+	d = NULL;
+out:
+	if (files.v) {
+		struct zf_hfdir tmp = { .files = files.v, .n_files = files.n };
+
+		zf_hfdir_free(&tmp);
+	}
+	if (d) {
+		free(d->prefix);
+		free(d->config_source);
+		free(d);
+	}
+	zf_strmap_release(&seen);
+	free(vt);
+	free(sizes);
+	free(shard_of);
+	free(names);
+	return rc;
+}
+
+/* Frees the files of d, then d itself unless d lives on the caller's stack
+ * (zf_hfdir_build's cleanup passes one with ck == NULL). */
+void zf_hfdir_free(struct zf_hfdir *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->n_files; i++) {
+		struct zf_vfile *f = &d->files[i];
+
+		free(f->name);
+		free(f->header);
+		for (size_t j = 0; j < f->n_tensors; j++)
+			free(f->tensors[j].name);
+		free(f->tensors);
+		free(f->data);
+		free(f->path);
+		if (f->fd >= 0)
+			close(f->fd);
+	}
+	free(d->files);
+	if (!d->ck)
+		return;
+	free(d->prefix);
+	free(d->config_source);
+	free(d);
+}
+
+const struct zf_vfile *zf_hfdir_lookup(const struct zf_hfdir *d,
+				       const char *name)
+{
+	size_t lo = 0, hi = d->n_files;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, d->files[mid].name);
+
+		if (!c)
+			return &d->files[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/* Options shared by the commands that serve a model directory. */
+#include "serve_opts.h"
+
+#include <string.h>
+
+#include "cli.h"
+#include "zerofs/safetensors.h"
+
+int serve_opt(struct serve_opts *o, int c, const char *arg, const char *cmd)
+{
+	struct zf_error err = { 0 };
+
+	switch (c) {
+	case 1000:
+		o->ckpt.tag = arg;
+		return 0;
+	case 1001:
+		if (!strcmp(arg, "auto")) {
+			o->dir.dtype = ZF_DT_INVALID;
+			return 0;
+		}
+		o->dir.dtype = zf_dtype_parse(arg);
+		if (o->dir.dtype == ZF_DT_INVALID)
+			return cli_usage(cmd, "--dtype '%s': choose auto, fp32, bf16 or fp16", arg);
+		return 0;
+	case 1002:
+		if (zf_parse_size(arg, &o->dir.max_shard_size, &err) || !o->dir.max_shard_size)
+			return cli_usage(cmd, "--max-shard-size '%s': %s", arg,
+					 err.msg[0] ? err.msg : "must be more than 0");
+		return 0;
+	case 1003:
+		o->dir.strip_prefix = arg;
+		return 0;
+	case 1004:
+		o->dir.config_dir = arg;
+		return 0;
+	}
+	return 1;
+}
+
+int serve_open(const char *path, const struct serve_opts *o,
+	       struct zf_ckpt **ck, struct zf_hfdir **dir)
+{
+	struct zf_error err = { 0 };
+
+	*dir = NULL;
+	if (zf_ckpt_open(path, &o->ckpt, ck, &err))
+		return cli_report(&err);
+	if (zf_hfdir_build(*ck, &o->dir, dir, &err)) {
+		zf_ckpt_free(*ck);
+		*ck = NULL;
+		return cli_report(&err);
+	}
+	return 0;
+}

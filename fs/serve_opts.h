@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The options that shape the served model directory, shared by mount,
+ * export and verify: --tag, --dtype, --max-shard-size, --strip-prefix,
+ * --config. Each command adds its own and hands unknown ones here.
+ */
+#ifndef ZEROFS_SERVE_OPTS_H
+#define ZEROFS_SERVE_OPTS_H
+
+#include <getopt.h>
+
+#include "zerofs/ckpt.h"
+#include "zerofs/hfdir.h"
+
+struct serve_opts {
+	struct zf_ckpt_options ckpt;
+	struct zf_hfdir_options dir;
+};
+
+/* getopt_long entries for the shared options (values >= 1000). */
+#define SERVE_LONG_OPTS                                              \
+	{ "tag", required_argument, NULL, 1000 },                    \
+	{ "dtype", required_argument, NULL, 1001 },                  \
+	{ "max-shard-size", required_argument, NULL, 1002 },         \
+	{ "strip-prefix", required_argument, NULL, 1003 },           \
+	{ "config", required_argument, NULL, 1004 }
+
+#define SERVE_HELP                                                                      \
+	"  --tag TAG             read this tag folder instead of the one 'latest' names\n" \
+	"  --dtype D             auto (the training dtype, default), fp32, bf16 or fp16\n"  \
+	"  --max-shard-size S    largest shard, e.g. 5GB (default), 500MB; decimal units\n" \
+	"  --strip-prefix P      remove P from every tensor name ('' keeps names; XTuner's\n" \
+	"                        'llm.' is removed without asking)\n"                        \
+	"  --config DIR          take config.json and tokenizer files from DIR\n"
+
+/* Handles option c (with optarg). Returns 0 when handled, 1 when c is not
+ * a shared option, 2 after printing a usage error for cmd. */
+int serve_opt(struct serve_opts *o, int c, const char *arg, const char *cmd);
+
+/* Opens the checkpoint and builds its directory; prints the error and
+ * returns the exit code on failure (0 on success). */
+int serve_open(const char *path, const struct serve_opts *o,
+	       struct zf_ckpt **ck, struct zf_hfdir **dir);
+
+#endif /* ZEROFS_SERVE_OPTS_H */
