@@ -123,3 +123,11 @@ help: ## list the targets
 .PHONY: all tests check bench install uninstall lint-man hdr-check clean help fuzz
 
 -include $(CORE_OBJ:.o=.d) $(FS_OBJ:.o=.d)
+
+demo: zerofs ## mount a generated demo checkpoint and show it
+	$(Q)PYTHON=$(PYTHON) scripts/demo.sh
+
+fuzz: ## run the libFuzzer harnesses for a bounded time (FUZZ_SECONDS each)
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
+
+.PHONY: demo

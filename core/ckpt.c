@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
 
 #include "strmap.h"
@@ -78,7 +79,10 @@ static int open_one(struct loader *L, const char *path, struct zf_loaded *f,
 		zf_error_where(err, path);
 		return ZF_EIO;
 	}
-	s->path = strdup(path);
+	/* Absolute, so that checks still find it after a daemon's chdir. */
+	s->path = realpath(path, NULL);
+	if (!s->path)
+		s->path = strdup(path);
 	if (!s->path)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	s->name = strrchr(s->path, '/') ? strrchr(s->path, '/') + 1 : s->path;
@@ -87,6 +91,7 @@ static int open_one(struct loader *L, const char *path, struct zf_loaded *f,
 	s->mtime = st.st_mtim;
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
+	s->fingerprint = zf_source_fingerprint(s->dev, s->ino, s->size, &s->mtime);
 	f->source = (uint32_t)ck->n_sources++;
 	return ZF_OK;
 }

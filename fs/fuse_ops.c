@@ -181,6 +181,26 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/*
+ * Every open re-checks that the checkpoint did not change since mount;
+ * after a change every open fails, so a loader never mixes old and new
+ * bytes. Logged once.
+ */
+static int check_sources(struct zf_mount *m)
+{
+	struct zf_error err = { 0 };
+	char msg[ZF_ERROR_WHERE_MAX + ZF_ERROR_MSG_MAX + 8];
+
+	if (__atomic_load_n(&m->stale, __ATOMIC_RELAXED))
+		return -1;
+	if (!zf_ckpt_check_sources(m->dir->ck, &err))
+		return 0;
+	if (!__atomic_exchange_n(&m->stale, 1, __ATOMIC_RELAXED))
+		zf_log("%s; every open now fails with EIO",
+		       zf_error_format(&err, msg, sizeof(msg)));
+	return -1;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct zf_mount *m = mount_of(req);
@@ -191,6 +211,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (check_sources(m)) {
+		fuse_reply_err(req, EIO);
 		return;
 	}
 	fi->keep_cache = 1;
@@ -261,6 +285,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		__atomic_add_fetch(&m->read_errors, 1, __ATOMIC_RELAXED);
 		zf_log("read of '%s' at %lld (%zu bytes) failed: %s", f->name,
 		       (long long)off, size, zf_error_format(&err, msg, sizeof(msg)));
+		if (err.status == ZF_EIO)
+			check_sources(m); /* a truncated source: say why */
 		fuse_reply_err(req, err.status == ZF_ENOMEM ? ENOMEM : EIO);
 		return;
 	}

@@ -18,6 +18,7 @@ struct zf_mount {
 	uid_t uid;
 	gid_t gid;
 	unsigned long read_errors; /* reads answered with an error */
+	int stale;		   /* a source changed: opens fail */
 };
 
 extern const struct fuse_lowlevel_ops zf_fuse_ops;

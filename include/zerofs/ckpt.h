@@ -54,6 +54,7 @@ struct zf_source {
 	struct timespec mtime; /* at open */
 	dev_t dev;
 	ino_t ino;
+	uint64_t fingerprint;  /* XXH3 of (dev, ino, size, mtime) at open */
 };
 
 /*
@@ -116,6 +117,19 @@ struct zf_ckpt_options {
  */
 int zf_ckpt_open(const char *path, const struct zf_ckpt_options *opts,
 		 struct zf_ckpt **out, struct zf_error *err);
+
+/*
+ * Checks that no source file changed since zf_ckpt_open(): each open
+ * descriptor still has its size and mtime, and each path still names the
+ * same file (a training job that rewrites the tag replaces or truncates
+ * files). Cheap: two stat calls per file, no data read. ZF_ECHANGED names
+ * the first file that changed and how; ZF_EIO when a stat fails.
+ */
+int zf_ckpt_check_sources(const struct zf_ckpt *ck, struct zf_error *err);
+
+/* The metadata fingerprint of a file as zf_source.fingerprint records it. */
+uint64_t zf_source_fingerprint(dev_t dev, ino_t ino, uint64_t size,
+			       const struct timespec *mtime);
 
 /* Closes every descriptor and frees the model; NULL is a no-op. */
 void zf_ckpt_free(struct zf_ckpt *ck);
