@@ -44,7 +44,8 @@ FS_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(FS_PKGS))
 CORE_LIBS = $(shell $(PKG_CONFIG) --libs $(CORE_PKGS)) -lm
 FS_LIBS = $(shell $(PKG_CONFIG) --libs $(FS_PKGS)) -lm
 
-BUILD = build
+# Sanitizer builds get their own objects: make does not notice changed flags.
+BUILD = build$(if $(SANITIZE),-san)
 CORE_SRC = $(sort $(wildcard core/*.c))
 FS_SRC = $(sort $(wildcard fs/*.c))
 CORE_OBJ = $(CORE_SRC:%.c=$(BUILD)/%.o)
@@ -115,7 +116,7 @@ hdr-check: ## compile every public header on its own
 	done
 
 clean:
-	rm -rf $(BUILD) zerofs
+	rm -rf build build-san zerofs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-/usr/bin/python3}
 export PYTHON
 export ZEROFS="$PWD/zerofs"
-export ZEROFS_BUILD="$PWD/build"
+export ZEROFS_BUILD="$PWD/build${SANITIZE:+-san}"
 export ZEROFS_FIXTURES="${ZEROFS_FIXTURES:-$PWD/../shared/fixtures/real}"
 TMPROOT=$(mktemp -d "${TMPDIR:-/tmp}/zerofs-tests.XXXXXX")
 export TMPROOT
@@ -38,7 +38,7 @@ run_one() {
 	fi
 }
 
-for t in build/tests/test_*; do
+for t in "$ZEROFS_BUILD"/tests/test_*; do
 	[ -x "$t" ] || continue
 	run_one "$t" "$t"
 done
