@@ -94,7 +94,7 @@ $(BUILD)/tests/%: tests/helpers/%.c $(LIB)
 tests: zerofs $(UNIT_BIN) $(HELPER_BIN)
 
 check: tests ## run the whole test suite
-	$(Q)PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) tests/run.sh
+	$(Q)PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) ZEROFS_BUILD=$(BUILD) tests/run.sh
 
 bench: zerofs ## run the benchmarks, results in bench/RESULTS.md
 	$(Q)PYTHON=$(PYTHON) bench/run.sh

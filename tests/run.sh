@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-/usr/bin/python3}
 export PYTHON
 export ZEROFS="$PWD/zerofs"
-export ZEROFS_BUILD="$PWD/build${SANITIZE:+-san}"
+ZEROFS_BUILD=$(cd "${ZEROFS_BUILD:-build${SANITIZE:+-san}}" && pwd)
+export ZEROFS_BUILD
 export ZEROFS_FIXTURES="${ZEROFS_FIXTURES:-$PWD/../shared/fixtures/real}"
 TMPROOT=$(mktemp -d "${TMPDIR:-/tmp}/zerofs-tests.XXXXXX")
 export TMPROOT

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The bump allocator of arena.h. Chunks form a singly linked list, newest
+ * first; only the newest is ever bumped, so an allocation too large for
+ * what is left of it starts a fresh chunk and the tail of the old one is
+ * wasted (at most a quarter of a chunk, because larger requests get a
+ * dedicated chunk linked behind the current one).
+ */
+#include "arena.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define ARENA_ALIGN 8
+#define ARENA_FIRST_CHUNK ((size_t)16 << 10)
+#define ARENA_MAX_CHUNK ((size_t)1 << 20)
+#define ARENA_MAP_MIN ((size_t)256 << 10)
+
+struct zf_arena_chunk {
+	struct zf_arena_chunk *next;
+	size_t size; /* usable bytes after the header */
+	size_t mapped; /* bytes mmap()ed for the chunk, 0 when malloc()ed */
+	size_t used; /* bytes handed out, a multiple of ARENA_ALIGN */
+	/* Keeps data[] aligned for doubles and pointers. */
+	_Alignas(ARENA_ALIGN) char data[];
+};
+
+static size_t round_up(size_t n)
+{
+	return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
+
+void zf_arena_init(struct zf_arena *a, size_t max)
+{
+	memset(a, 0, sizeof(*a));
+	a->chunk_size = ARENA_FIRST_CHUNK;
+	a->max = max;
+}
+
+static struct zf_arena_chunk *new_chunk(struct zf_arena *a, size_t size)
+{
+	struct zf_arena_chunk *c;
+	size_t bytes;
+
+	if (size > SIZE_MAX - sizeof(*c))
+		return NULL;
+	bytes = sizeof(*c) + size;
+	if (a->max && (bytes > a->max || a->total > a->max - bytes)) {
+		a->over_cap = true;
+		return NULL;
+	}
+	if (bytes >= ARENA_MAP_MIN) {
+		/* Populating the whole chunk at once is much cheaper than
+		 * taking a page fault on each of its pages. */
+		void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+		if (m == MAP_FAILED)
+			return NULL;
+		c = m;
+		c->mapped = bytes;
+	} else {
+		c = malloc(bytes);
+		if (!c)
+			return NULL;
+		c->mapped = 0;
+	}
+	c->size = size;
+	c->used = 0;
+	a->total += bytes;
+	return c;
+}
+
+void *zf_arena_alloc(struct zf_arena *a, size_t size)
+{
+	struct zf_arena_chunk *c = a->head;
+	size_t need;
+
+	if (size > SIZE_MAX - ARENA_ALIGN)
+		return NULL;
+	need = round_up(size ? size : 1);
+	if (c && c->size - c->used >= need) {
+		a->last = c->data + c->used;
+		c->used += need;
+		return a->last;
+	}
+	if (need > a->chunk_size / 4) {
+		/* Dedicated chunk, linked behind the head so the head's room
+		 * is still used by the small allocations that follow. */
+		struct zf_arena_chunk *big = new_chunk(a, need);
+
+		if (!big)
+			return NULL;
+		big->used = need;
+		if (c) {
+			big->next = c->next;
+			c->next = big;
+		} else {
+			big->next = NULL;
+			a->head = big;
+		}
+		/* Not "last": growing it in place would need the head. */
+		a->last = c ? NULL : big->data;
+		return big->data;
+	}
+	c = new_chunk(a, a->chunk_size);
+	if (!c)
+		return NULL;
+	if (a->chunk_size < ARENA_MAX_CHUNK)
+		a->chunk_size *= 2;
+	c->next = a->head;
+	a->head = c;
+	c->used = need;
+	a->last = c->data;
+	return c->data;
+}
+
+void *zf_arena_zalloc(struct zf_arena *a, size_t size)
+{
+	void *p = zf_arena_alloc(a, size);
+
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
+
+void *zf_arena_grow(struct zf_arena *a, void *p, size_t old_size,
+		    size_t new_size)
+{
+	struct zf_arena_chunk *c = a->head;
+	void *q;
+
+	if (p && p == a->last && c && (char *)p >= c->data &&
+	    (char *)p < c->data + c->size && new_size <= SIZE_MAX - ARENA_ALIGN) {
+		size_t start = (size_t)((char *)p - c->data);
+		size_t need = round_up(new_size ? new_size : 1);
+
+		if (need <= c->size - start) {
+			c->used = start + need;
+			return p;
+		}
+	}
+	q = zf_arena_alloc(a, new_size);
+	if (q && old_size)
+		memcpy(q, p, old_size);
+	return q;
+}
+
+char *zf_arena_memdup0(struct zf_arena *a, const void *s, size_t len)
+{
+	char *p;
+
+	if (len == SIZE_MAX)
+		return NULL;
+	p = zf_arena_alloc(a, len + 1);
+	if (!p)
+		return NULL;
+	if (len)
+		memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+void zf_arena_release(struct zf_arena *a)
+{
+	struct zf_arena_chunk *c = a->head;
+
+	while (c) {
+		struct zf_arena_chunk *next = c->next;
+
+		if (c->mapped)
+			munmap(c, c->mapped);
+		else
+			free(c);
+		c = next;
+	}
+	zf_arena_init(a, a->max);
+}
