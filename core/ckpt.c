@@ -26,7 +26,9 @@
 #include <limits.h>
 #include <sys/stat.h>
 
+#include "io.h"
 #include "strmap.h"
+#include "text.h"
 
 struct loader {
 	struct zf_ckpt *ck;
@@ -41,6 +43,8 @@ struct loader {
 	size_t n_params;
 	uint32_t n_groups;
 	struct zf_rank_groups *ranks;
+	double step0;	/* rank 0's optimizer step, when has_step0 */
+	bool has_step0;
 };
 
 static const char *model_path(const struct loader *L, uint32_t i)
@@ -149,6 +153,15 @@ static int add_tensor(struct loader *L, const char *name, size_t *idx,
 	size_t i = zf_strmap_get(&L->names, name);
 	struct zf_tensor *t;
 
+	if (!zf_utf8_valid(name, strlen(name))) {
+		char shown[256];
+
+		zf_fail(err, ZF_EFORMAT,
+			"tensor name '%s' is not valid UTF-8: it cannot be served under a Hugging Face name",
+			zf_printable(name, shown, sizeof(shown)));
+		zf_error_where(err, L->files.model[0]);
+		return ZF_EFORMAT;
+	}
 	*is_new = i == ZF_STRMAP_NONE;
 	if (!*is_new) {
 		*idx = i;
@@ -217,6 +230,77 @@ static int read_stage(const struct zf_pv *osd, const char *path, int *stage,
 	return ZF_OK;
 }
 
+/*
+ * The optimizer's step count as the base optimizer recorded it: the first
+ * "step" in its per-param state (ZeRO-3: optimizer_state_dict.state;
+ * ZeRO-1/2 and BF16_Optimizer: base_optimizer_state), an int, a float or
+ * a 0-dim tensor. Every rank of one save has the same; files from two
+ * saves usually do not, which is how they are told apart. *found is false
+ * when there is no step (a checkpoint saved before the first step).
+ */
+static int optim_step(const struct zf_loaded *f, const struct zf_pv *osd,
+		      double *step, bool *found, struct zf_error *err)
+{
+	const struct zf_pv *st = zf_pv_get(zf_pv_get(osd, "optimizer_state_dict"), "state");
+	const struct zf_pv *v = NULL;
+
+	*found = false;
+	if (!st)
+		st = zf_pv_get(osd, "base_optimizer_state");
+	if (zf_pv_is(st, ZF_PV_DICT) && zf_pv_get(st, "state"))
+		st = zf_pv_get(st, "state");
+	/* A dict of per-param states, or a list of them. */
+	if (zf_pv_is(st, ZF_PV_DICT) && st->u.dict.n)
+		v = zf_pv_get(st->u.dict.vals[0], "step");
+	else if ((zf_pv_is(st, ZF_PV_LIST) || zf_pv_is(st, ZF_PV_TUPLE)) && st->u.seq.n)
+		v = zf_pv_get(st->u.seq.items[0], "step");
+	if (zf_pv_is(v, ZF_PV_INT)) {
+		*step = (double)v->u.i;
+	} else if (zf_pv_is(v, ZF_PV_FLOAT)) {
+		*step = v->u.f;
+	} else if (zf_pv_is(v, ZF_PV_TENSOR)) {
+		struct zf_view view;
+		unsigned char b[8];
+		int rc = zf_view_resolve(f, v, "step", &view, err);
+
+		if (rc)
+			return rc;
+		if (view.numel != 1)
+			return ZF_OK;
+		switch (view.dtype) {
+		case ZF_DT_F32: {
+			float x;
+
+			if ((rc = zf_pread_full(zf_ptfile_fd(f->pf), b, 4, view.offset, err)))
+				break;
+			memcpy(&x, b, 4);
+			*step = x;
+			*found = true;
+			break;
+		}
+		case ZF_DT_I64: {
+			int64_t x;
+
+			if ((rc = zf_pread_full(zf_ptfile_fd(f->pf), b, 8, view.offset, err)))
+				break;
+			memcpy(&x, b, 8);
+			*step = (double)x;
+			*found = true;
+			break;
+		}
+		default:
+			break;
+		}
+		if (rc)
+			zf_error_where(err, zf_ptfile_path(f->pf));
+		return rc;
+	} else {
+		return ZF_OK;
+	}
+	*found = true;
+	return ZF_OK;
+}
+
 /* Reads the optimizer files: stage, world size, fp32 partitions. */
 static int load_optim(struct loader *L, struct zf_error *err)
 {
@@ -277,15 +361,43 @@ static int load_optim(struct loader *L, struct zf_error *err)
 		}
 		if (count < 0)
 			return bad(err, path, "no usable 'partition_count'");
+		if (count > ws) {
+			char first[256];
+
+			zf_rank_file_name(strrchr(path, '/') ? strrchr(path, '/') + 1 : path,
+					  ws, first, sizeof(first));
+			zf_fail(err, ZF_ENOTFOUND,
+				"saved by %lld ranks, but only %u rank files are here: missing '%s'%s",
+				(long long)count, ws, first, count > ws + 1 ? " and more" : "");
+			zf_error_where(err, L->files.tag_dir);
+			return ZF_ENOTFOUND;
+		}
 		if ((uint64_t)count != ws) {
-			zf_fail(err, count > ws ? ZF_ENOTFOUND : ZF_EFORMAT,
-				"saved by %lld ranks, but the folder holds %u optimizer files: %s",
-				(long long)count, ws,
-				count > ws ? "rank files are missing" : "files from different runs are mixed");
+			zf_fail(err, ZF_EFORMAT,
+				"saved by %lld ranks, but the folder holds %u rank files: files from different runs are mixed",
+				(long long)count, ws);
 			zf_error_where(err, path);
-			return err ? err->status : ZF_EFORMAT;
+			return ZF_EFORMAT;
 		}
 
+		{
+			double step = 0;
+			bool found;
+
+			rc = optim_step(f, osd, &step, &found, err);
+			if (rc)
+				return rc;
+			if (r == 0) {
+				L->step0 = step;
+				L->has_step0 = found;
+			} else if (found != L->has_step0 || (found && step != L->step0)) {
+				zf_fail(err, ZF_EFORMAT,
+					"optimizer is at step %.0f, but rank 0's file is at step %.0f: files from different saves are mixed",
+					found ? step : 0.0, L->has_step0 ? L->step0 : 0.0);
+				zf_error_where(err, path);
+				return ZF_EFORMAT;
+			}
+		}
 		gkey = stage == 3 ? "fp32_flat_groups" : "single_partition_of_fp32_groups";
 		groups = zf_pv_get(osd, gkey);
 		if (!zf_pv_is(groups, ZF_PV_LIST) && !zf_pv_is(groups, ZF_PV_TUPLE))
@@ -992,4 +1104,25 @@ const char *zf_layout_str(enum zf_layout layout)
 		return "tag-folder";
 	}
 	return "?";
+}
+
+int zf_ckpt_check_crc(const struct zf_ckpt *ck, size_t source,
+		      struct zf_error *err)
+{
+	const struct zf_ckpt_private *priv = (const struct zf_ckpt_private *)(ck + 1);
+
+	if (source >= ck->n_sources)
+		return zf_fail(err, ZF_EUSAGE, "no source file %zu (the checkpoint has %zu)",
+			       source, ck->n_sources);
+	/* The ptfiles were kept in source order; match by descriptor rather
+	 * than trust that. */
+	for (size_t i = 0; i < priv->n; i++) {
+		size_t k = (source + i) % priv->n;
+
+		if (zf_ptfile_fd(priv->pfs[k]) == ck->sources[source].fd)
+			return zf_ptfile_check_crc(priv->pfs[k], err);
+	}
+	zf_fail(err, ZF_EUSAGE, "source file %zu has no open zip", source);
+	zf_error_where(err, ck->sources[source].path);
+	return ZF_EUSAGE;
 }

@@ -164,23 +164,53 @@ static void found_release(struct found *f)
 	memset(f, 0, sizeof(*f));
 }
 
-/* Checks ranks 0..n-1 are all present; names the first missing one. */
+/*
+ * The name rank `rank`'s file would have, following the pattern of
+ * `example` (another rank's file of the same kind): the digits after
+ * "zero_pp_rank_" are replaced.
+ */
+void zf_rank_file_name(const char *example, uint32_t rank, char *buf,
+		       size_t size)
+{
+	const char *p = strstr(example, "zero_pp_rank_");
+	const char *q;
+
+	if (!p) {
+		snprintf(buf, size, "rank %u", rank);
+		return;
+	}
+	p += strlen("zero_pp_rank_");
+	for (q = p; *q >= '0' && *q <= '9'; q++)
+		;
+	snprintf(buf, size, "%.*s%u%s", (int)(p - example), example, rank, q);
+}
+
+/* Checks ranks 0..n-1 are all present; names the missing files. */
 static int found_complete(const struct found *f, uint32_t n, const char *kind,
 			  const char *dir, struct zf_error *err)
 {
-	uint32_t missing = 0, first = 0;
+	char names[512] = "";
+	const char *example = NULL;
+	uint32_t missing = 0;
+	size_t used = 0;
 
+	for (uint32_t r = 0; r < n && r < f->cap && !example; r++)
+		example = f->names[r];
 	for (uint32_t r = 0; r < n; r++) {
-		if (r >= f->cap || !f->names[r]) {
-			if (!missing++)
-				first = r;
+		char one[256];
+
+		if (r < f->cap && f->names[r])
+			continue;
+		if (missing++ < 4 && example) {
+			zf_rank_file_name(example, r, one, sizeof(one));
+			used += (size_t)snprintf(names + used, sizeof(names) - used,
+						 "%s'%s'", used ? ", " : "", one);
 		}
 	}
 	if (!missing)
 		return ZF_OK;
-	zf_fail(err, ZF_ENOTFOUND,
-		"missing %s file for rank %u (%u of %u ranks missing; highest rank present is %u)",
-		kind, first, missing, n, f->max_rank_plus1 - 1);
+	zf_fail(err, ZF_ENOTFOUND, "missing %u of %u %s files: %s%s", missing,
+		n, kind, names, missing > 4 ? ", ..." : "");
 	zf_error_where(err, dir);
 	return ZF_ENOTFOUND;
 }
@@ -234,20 +264,32 @@ static int scan_tag_dir(const char *dir, struct zf_ckpt_files *out,
 		rc = err ? err->status : ZF_ENOTFOUND;
 		goto out;
 	}
+	/* ZeRO-3 pairs a model and an optimizer file per rank: a rank with
+	 * one but not the other beyond the other kind's last rank is an extra
+	 * file (another run, or a copy in progress), not a missing one. */
+	if (model.max_rank_plus1 && model.max_rank_plus1 != optim.max_rank_plus1) {
+		bool more_optim = optim.max_rank_plus1 > model.max_rank_plus1;
+		const struct found *big = more_optim ? &optim : &model;
+		uint32_t r = big->max_rank_plus1 - 1;
+
+		zf_fail(err, ZF_EFORMAT,
+			"rank %u has '%s' but no %s states file, while ranks 0-%u have both: an extra file from another run, or a partial copy",
+			r, big->names[r], more_optim ? "model" : "optimizer",
+			(more_optim ? model.max_rank_plus1 : optim.max_rank_plus1) - 1);
+		zf_error_where(err, dir);
+		rc = ZF_EFORMAT;
+		goto out;
+	}
+	/* The highest rank seen of either kind sets the world size, so that
+	 * a missing last rank is named rather than shrinking the world. */
 	out->world_size = optim.max_rank_plus1;
+	if (model.max_rank_plus1 > out->world_size)
+		out->world_size = model.max_rank_plus1;
 	rc = found_complete(&optim, out->world_size, "optimizer states", dir, err);
 	if (rc)
 		goto out;
 	if (model.max_rank_plus1) {
 		/* ZeRO-3: one model file per rank. */
-		if (model.max_rank_plus1 != out->world_size) {
-			zf_fail(err, model.max_rank_plus1 > out->world_size ? ZF_EFORMAT : ZF_ENOTFOUND,
-				"%u ranks of model states but %u of optimizer states: files from different runs, or a partial copy",
-				model.max_rank_plus1, out->world_size);
-			zf_error_where(err, dir);
-			rc = err ? err->status : ZF_EFORMAT;
-			goto out;
-		}
 		rc = found_complete(&model, out->world_size, "model states", dir, err);
 		if (rc)
 			goto out;
@@ -397,7 +439,7 @@ int zf_ckpt_locate(const char *path, const char *tag,
 		if (stat(path, &st) < 0)
 			zf_fail(err, ZF_ENOTFOUND, "no such file or folder");
 		else
-			zf_fail(err, ZF_EUSAGE,
+			zf_fail(err, ZF_EFORMAT,
 				"not a folder: give the checkpoint folder (the one with 'latest', or a tag folder such as global_step100/)");
 		zf_error_where(err, path);
 		return err ? err->status : ZF_ENOTFOUND;

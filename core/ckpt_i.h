@@ -26,6 +26,11 @@ int zf_ckpt_locate(const char *path, const char *tag,
 		   struct zf_ckpt_files *files, struct zf_error *err);
 void zf_ckpt_files_release(struct zf_ckpt_files *files);
 
+/* The file name rank `rank` would have, after the pattern of another
+ * rank's file name `example`. */
+void zf_rank_file_name(const char *example, uint32_t rank, char *buf,
+		       size_t size);
+
 /* One opened and parsed .pt file. */
 struct zf_loaded {
 	struct zf_ptfile *pf;

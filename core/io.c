@@ -12,7 +12,9 @@ int zf_open_ro(const char *path, int *fd, struct stat *st,
 	       struct zf_error *err)
 {
 	struct stat sb;
-	int f = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO or device planted among the rank files must not
+	 * block the open; it is refused below. Regular files ignore it. */
+	int f = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
 	if (f < 0) {
 		int e = errno;
@@ -36,6 +38,7 @@ int zf_open_ro(const char *path, int *fd, struct stat *st,
 		zf_error_where(err, path);
 		return ZF_EFORMAT;
 	}
+	fcntl(f, F_SETFL, fcntl(f, F_GETFL) & ~O_NONBLOCK);
 	*fd = f;
 	if (st)
 		*st = sb;

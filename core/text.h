@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Text checks for names that come from untrusted pickles: UTF-8 validity
+ * (safetensors and JSON need it) and a printable form for messages, so an
+ * error never writes raw control or invalid bytes to a terminal.
+ */
+#ifndef ZEROFS_TEXT_H
+#define ZEROFS_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* True when s (len bytes) is valid UTF-8: no overlong forms, no
+ * surrogates, nothing past U+10FFFF. */
+bool zf_utf8_valid(const char *s, size_t len);
+
+/* Copies s into buf (always NUL-terminated), writing control bytes,
+ * backslashes and bytes of invalid UTF-8 as \xNN; long names are cut with
+ * "...". Returns buf. */
+char *zf_printable(const char *s, char *buf, size_t size);
+
+#endif /* ZEROFS_TEXT_H */
