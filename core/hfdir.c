@@ -61,11 +61,18 @@ static int cmp_vfile(const void *a, const void *b)
 		      ((const struct zf_vfile *)b)->name);
 }
 
+/*
+ * File order. An empty tensor shares its offset with the next one: it
+ * must sort first, so that tensor ends ascend too (the read path's binary
+ * search depends on it).
+ */
 static int cmp_vtensor(const void *a, const void *b)
 {
 	const struct zf_vtensor *x = a, *y = b;
 
-	return x->offset < y->offset ? -1 : x->offset > y->offset;
+	if (x->offset != y->offset)
+		return x->offset < y->offset ? -1 : 1;
+	return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes;
 }
 
 /* Builds shard k: its tensors, header and size. */

@@ -185,6 +185,10 @@ static int read_safetensors(const struct zf_hfdir *d, const struct zf_vfile *f,
 
 		if (!t->nbytes)
 			continue;
+		/* Tensors tile the data section (proven at build time). */
+		if (off < t->offset)
+			return zf_fail(err, ZF_EIO, "no tensor holds byte %llu of '%s'",
+				       (unsigned long long)off, f->name);
 		rc = read_tensor(d->ck, t, off - t->offset, stop - t->offset, out, err);
 		if (rc)
 			return rc;

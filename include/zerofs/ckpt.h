@@ -144,4 +144,14 @@ const struct zf_tensor *zf_ckpt_data_of(const struct zf_ckpt *ck,
 const char *zf_kind_str(enum zf_tensor_kind kind);
 const char *zf_layout_str(enum zf_layout layout);
 
+/*
+ * Checks the CRC-32 of every stored zip record of source file `source`
+ * (an index into ck->sources) with zf_ptfile_check_crc(): reads the whole
+ * file. ZF_EFORMAT names the file and the first bad entry; ZF_EUSAGE when
+ * source is out of range; ZF_EIO, ZF_ENOMEM. Safe to call from several
+ * threads at once, for different or the same source.
+ */
+int zf_ckpt_check_crc(const struct zf_ckpt *ck, size_t source,
+		      struct zf_error *err);
+
 #endif /* ZEROFS_CKPT_H */

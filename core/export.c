@@ -1,0 +1,741 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zf_export(): the virtual directory written to a real folder (export.h).
+ *
+ * The work is cut into CHUNK_BYTES pieces over all files, in file order,
+ * and handed out from one atomic counter to the worker threads; each
+ * worker reads its chunk with zf_vfile_read() (the FUSE read engine, so
+ * the bytes are the mount's) into its own buffer and pwrite()s it at the
+ * same offset into the file's temporary copy. Handing chunks out in order
+ * keeps only about one file per thread open at a time and lets the worker
+ * that writes a file's last chunk fsync it while the others go on. The
+ * calling thread only waits and reports progress.
+ *
+ * Nothing gets a real name until every byte of every file is written:
+ * temporary files (".NAME.zerofs-tmp-PID") are created and preallocated
+ * first (so a full disk shows up before any data is read), filled, then
+ * renamed into place, shards first and the index after them, so a loader
+ * that sees the index sees whole shards. Any failure before the renames
+ * removes every temporary file.
+ *
+ * Workload: a few files of up to 5 GB each (sharded safetensors) plus a
+ * handful of small text files; throughput is bounded by the disks, or by
+ * the dtype conversion when one is asked for.
+ */
+#include "zerofs/export.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Work unit and per-thread buffer: large enough that syscalls cost
+ * nothing next to the copy, small enough that two threads keep both the
+ * reads and the writes of a 2-core machine busy. */
+#define CHUNK_BYTES ((uint64_t)8 << 20)
+
+#define PROGRESS_NS 100000000L /* 0.1 s between progress calls */
+
+#define TMP_TAG ".zerofs-tmp-"
+
+struct out_file {
+	const struct zf_vfile *f;
+	char *final;		  /* out_dir/name, for messages */
+	char *tmp;		  /* temporary name inside out_dir, NULL if none */
+	int fd;			  /* open for writing, -1 when closed */
+	uint64_t first_chunk;	  /* global index of this file's first chunk */
+	uint64_t n_chunks;
+	_Atomic uint64_t left;	  /* chunks not yet written */
+};
+
+struct job {
+	const struct zf_hfdir *d;
+	const struct zf_export_options *o;
+	int dirfd;
+	struct out_file *files;
+	size_t n_files;
+	uint64_t n_chunks;
+	_Atomic uint64_t next;	     /* next chunk to hand out */
+	_Atomic uint64_t done_bytes; /* written so far */
+	_Atomic int failed;
+	int status;	      /* the first failure's, under lock */
+
+	pthread_mutex_t lock; /* guards err, opening files, running */
+	pthread_cond_t ended; /* a worker has ended */
+	unsigned running;
+	struct zf_error *err;
+};
+
+static bool stopped(const struct job *j)
+{
+	return j->o->stop && *j->o->stop;
+}
+
+/* Records e as the export's error, unless one is there already. */
+static void job_fail(struct job *j, const struct zf_error *e)
+{
+	pthread_mutex_lock(&j->lock);
+	if (!j->status) {
+		j->status = e->status ? (int)e->status : ZF_EIO;
+		if (j->err && j->err->status == ZF_OK)
+			*j->err = *e;
+	}
+	atomic_store(&j->failed, 1);
+	pthread_mutex_unlock(&j->lock);
+}
+
+static int write_full(int fd, const unsigned char *p, size_t len, uint64_t off,
+		      const char *path, struct zf_error *err)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			zf_fail(err, ZF_EIO, "cannot write: %s",
+				n < 0 ? strerror(errno) : "no progress");
+			zf_error_where(err, path);
+			return ZF_EIO;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return ZF_OK;
+}
+
+/* The file holding global chunk c (files are in chunk order). */
+static struct out_file *chunk_file(struct job *j, uint64_t c)
+{
+	size_t lo = 0, hi = j->n_files;
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (j->files[mid].first_chunk <= c)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	/* Files without chunks share first_chunk with the next one. */
+	while (!j->files[lo].n_chunks || c >= j->files[lo].first_chunk + j->files[lo].n_chunks)
+		lo++;
+	return &j->files[lo];
+}
+
+/* of's descriptor, opened by the first worker that needs it. */
+static int file_fd(struct job *j, struct out_file *of, int *fd,
+		   struct zf_error *err)
+{
+	int rc = ZF_OK;
+
+	pthread_mutex_lock(&j->lock);
+	if (of->fd < 0) {
+		of->fd = openat(j->dirfd, of->tmp, O_WRONLY | O_CLOEXEC);
+		if (of->fd < 0) {
+			zf_fail(err, ZF_EIO, "cannot open the temporary file '%s': %s",
+				of->tmp, strerror(errno));
+			zf_error_where(err, of->final);
+			rc = ZF_EIO;
+		}
+	}
+	*fd = of->fd;
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
+/* Called by the worker that wrote of's last chunk. */
+static int finish_file(struct job *j, struct out_file *of, struct zf_error *err)
+{
+	int rc = ZF_OK;
+
+	pthread_mutex_lock(&j->lock);
+	if (!j->o->no_fsync && fsync(of->fd) < 0) {
+		zf_fail(err, ZF_EIO, "cannot write (fsync): %s", strerror(errno));
+		zf_error_where(err, of->final);
+		rc = ZF_EIO;
+	}
+	if (close(of->fd) < 0 && !rc) {
+		zf_fail(err, ZF_EIO, "cannot write (close): %s", strerror(errno));
+		zf_error_where(err, of->final);
+		rc = ZF_EIO;
+	}
+	of->fd = -1;
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
+static void *worker(void *arg)
+{
+	struct job *j = arg;
+	struct zf_error e = { 0 };
+	unsigned char *buf = malloc(CHUNK_BYTES);
+	int rc = ZF_OK;
+
+	if (!buf)
+		rc = zf_fail(&e, ZF_ENOMEM, "out of memory");
+	while (!rc && !atomic_load(&j->failed) && !stopped(j)) {
+		uint64_t c = atomic_fetch_add(&j->next, 1), off, len;
+		struct out_file *of;
+		int64_t n;
+		int fd;
+
+		if (c >= j->n_chunks)
+			break;
+		of = chunk_file(j, c);
+		off = (c - of->first_chunk) * CHUNK_BYTES;
+		len = of->f->size - off < CHUNK_BYTES ? of->f->size - off : CHUNK_BYTES;
+		n = zf_vfile_read(j->d, of->f, buf, (size_t)len, off, &e);
+		if (n < 0) {
+			rc = e.status;
+			break;
+		}
+		if ((uint64_t)n != len) {
+			/* The directory promised f->size bytes. */
+			rc = zf_fail(&e, ZF_ECHANGED, "'%s' ended at byte %llu, expected %llu",
+				     of->f->name, (unsigned long long)(off + (uint64_t)n),
+				     (unsigned long long)of->f->size);
+			break;
+		}
+		rc = file_fd(j, of, &fd, &e);
+		if (!rc)
+			rc = write_full(fd, buf, (size_t)len, off, of->final, &e);
+		if (rc)
+			break;
+		atomic_fetch_add(&j->done_bytes, len);
+		if (atomic_fetch_sub(&of->left, 1) == 1)
+			rc = finish_file(j, of, &e);
+	}
+	if (rc)
+		job_fail(j, &e);
+	free(buf);
+	pthread_mutex_lock(&j->lock);
+	j->running--;
+	pthread_cond_signal(&j->ended);
+	pthread_mutex_unlock(&j->lock);
+	return NULL;
+}
+
+/* --- the output folder ----------------------------------------------- */
+
+static bool is_inside(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	if (n == 1 && dir[0] == '/')
+		return true;
+	return !strncmp(path, dir, n) && (path[n] == '/' || path[n] == '\0');
+}
+
+/*
+ * The absolute, symlink-free form of path even when its tail does not
+ * exist yet: realpath() of the deepest existing ancestor, then the rest
+ * of the components applied as mkdir -p will (they cannot be symlinks,
+ * they do not exist). Returns a malloc'd string or NULL with err set.
+ */
+static char *canonical_out(const char *path, struct zf_error *err)
+{
+	char *head = strdup(path), *res = NULL, *out = NULL;
+	const char *rest;
+	size_t cut = strlen(path), cap;
+
+	if (!head) {
+		zf_fail(err, ZF_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (;;) {
+		head[cut] = '\0';
+		res = realpath(cut ? head : ".", NULL);
+		if (res)
+			break;
+		if (errno != ENOENT || !cut) {
+			zf_fail(err, errno == ENOTDIR ? ZF_EUSAGE : ZF_EIO,
+				"cannot use as a folder: %s", strerror(errno));
+			zf_error_where(err, path);
+			goto out;
+		}
+		/* Drop the last component (an absolute path stops at "/"). */
+		while (cut && head[cut - 1] == '/')
+			cut--;
+		while (cut && head[cut - 1] != '/')
+			cut--;
+	}
+	rest = path + cut;
+	cap = strlen(res) + strlen(rest) + 2;
+	out = malloc(cap);
+	if (!out) {
+		zf_fail(err, ZF_ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(out, cap, "%s", res);
+	while (*rest) {
+		size_t n = strcspn(rest, "/");
+
+		if (n == 2 && !strncmp(rest, "..", 2)) {
+			char *slash = strrchr(out, '/');
+
+			if (slash && slash != out)
+				*slash = '\0';
+			else
+				snprintf(out, cap, "/");
+		} else if (n && !(n == 1 && rest[0] == '.')) {
+			size_t used = strlen(out);
+
+			snprintf(out + used, cap - used, "%s%.*s",
+				 used > 1 ? "/" : "", (int)n, rest);
+		}
+		rest += n;
+		rest += strspn(rest, "/");
+	}
+out:
+	free(head);
+	free(res);
+	return out;
+}
+
+/* Refuses an out_dir that would put files into the checkpoint. */
+static int check_not_in_ckpt(const struct zf_hfdir *d, const char *out_dir,
+			     struct zf_error *err)
+{
+	const struct zf_ckpt *ck = d->ck;
+	char *out = canonical_out(out_dir, err), *real = NULL;
+	int rc = ZF_OK;
+
+	if (!out)
+		return err ? err->status : ZF_ENOMEM;
+	real = realpath(ck->tag_dir, NULL);
+	if (real && is_inside(out, real)) {
+		rc = zf_fail(err, ZF_EUSAGE,
+			     "is inside the checkpoint's tag folder '%s'; export never writes into a checkpoint",
+			     ck->tag_dir);
+		goto out;
+	}
+	free(real);
+	real = realpath(ck->path, NULL);
+	if (real && !strcmp(out, real)) {
+		rc = zf_fail(err, ZF_EUSAGE,
+			     "is the checkpoint folder; export never writes into a checkpoint");
+		goto out;
+	}
+	free(real);
+	real = d->config_source ? realpath(d->config_source, NULL) : NULL;
+	if (real && !strcmp(out, real)) {
+		rc = zf_fail(err, ZF_EUSAGE,
+			     "is the folder config.json is read from; export never writes over its sources");
+		goto out;
+	}
+	for (size_t i = 0; i < d->n_files; i++) {
+		const struct zf_vfile *f = &d->files[i];
+		char *slash;
+
+		if (f->kind != ZF_VF_PASSTHROUGH || !f->path)
+			continue;
+		free(real);
+		real = realpath(f->path, NULL);
+		if (!real || !(slash = strrchr(real, '/')))
+			continue;
+		*slash = '\0';
+		if (!strcmp(out, real[0] ? real : "/")) {
+			rc = zf_fail(err, ZF_EUSAGE,
+				     "is the folder '%s' is copied from; export never writes over its sources",
+				     f->name);
+			goto out;
+		}
+	}
+out:
+	if (rc)
+		zf_error_where(err, out_dir);
+	free(out);
+	free(real);
+	return rc;
+}
+
+/* mkdir -p out_dir, then opens it. */
+static int open_out_dir(const char *out_dir, int *dirfd, struct zf_error *err)
+{
+	char *p = strdup(out_dir);
+	struct stat st;
+	int rc = ZF_OK;
+
+	if (!p)
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	if (!p[0]) {
+		free(p);
+		return zf_fail(err, ZF_EUSAGE, "an empty folder name");
+	}
+	for (char *s = p + 1; ; s++) {
+		char c = *s;
+
+		if (c != '/' && c != '\0')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0777) < 0 && errno != EEXIST) {
+			zf_fail(err, ZF_EIO, "cannot create the folder: %s", strerror(errno));
+			zf_error_where(err, p);
+			rc = ZF_EIO;
+			goto out;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	if (stat(out_dir, &st) < 0) {
+		rc = zf_fail(err, ZF_EIO, "cannot stat: %s", strerror(errno));
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		rc = zf_fail(err, ZF_EUSAGE, "not a folder");
+		goto out;
+	}
+	*dirfd = open(out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*dirfd < 0)
+		rc = zf_fail(err, ZF_EIO, "cannot open the folder: %s", strerror(errno));
+out:
+	zf_error_where(err, out_dir);
+	free(p);
+	return rc;
+}
+
+/* True for the names save_pretrained gives safetensors weights. */
+static bool is_weight_name(const char *name)
+{
+	unsigned a, b;
+	int n = -1;
+
+	if (!strcmp(name, "model.safetensors") ||
+	    !strcmp(name, "model.safetensors.index.json"))
+		return true;
+	return strlen(name) == 32 &&
+	       sscanf(name, "model-%5u-of-%5u.safetensors%n", &a, &b, &n) == 2 &&
+	       n == 32;
+}
+
+static char *join(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s%s%s", dir,
+			 dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", name);
+	return p;
+}
+
+/* Refuses (EEXIST) a file in the way; a folder in the way even with force. */
+static int check_target(int dirfd, const char *out_dir, const char *name,
+			bool force, const char *why, struct zf_error *err)
+{
+	struct stat st;
+	char *p;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			return ZF_OK;
+		p = join(out_dir, name);
+		zf_fail(err, ZF_EIO, "cannot stat: %s", strerror(errno));
+		zf_error_where(err, p);
+		free(p);
+		return ZF_EIO;
+	}
+	if (force && !S_ISDIR(st.st_mode))
+		return ZF_OK;
+	p = join(out_dir, name);
+	if (S_ISDIR(st.st_mode))
+		zf_fail(err, ZF_EEXIST, "is a folder where export writes a file");
+	else
+		zf_fail(err, ZF_EEXIST, "already exists%s; replace it with --force", why);
+	zf_error_where(err, p);
+	free(p);
+	return ZF_EEXIST;
+}
+
+/*
+ * Weight files in out_dir that this export does not write but a loader
+ * would read with (or instead of) it: a model.safetensors beside a new
+ * index, shards of another count. Fills *stale (malloc'd names).
+ */
+static int find_stale(const struct zf_hfdir *d, int dirfd, char ***stale,
+		      size_t *n_stale, struct zf_error *err)
+{
+	int fd = dup(dirfd);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	int rc = ZF_OK;
+
+	*stale = NULL;
+	*n_stale = 0;
+	if (!dir) {
+		if (fd >= 0)
+			close(fd);
+		return zf_fail(err, ZF_EIO, "cannot list the folder: %s", strerror(errno));
+	}
+	while ((de = readdir(dir))) {
+		char **grown;
+
+		if (!is_weight_name(de->d_name) || zf_hfdir_lookup(d, de->d_name))
+			continue;
+		grown = realloc(*stale, (*n_stale + 1) * sizeof(**stale));
+		if (!grown || !(grown[*n_stale] = strdup(de->d_name))) {
+			if (grown)
+				*stale = grown;
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+			break;
+		}
+		*stale = grown;
+		(*n_stale)++;
+	}
+	closedir(dir);
+	return rc;
+}
+
+/* Creates and preallocates of's temporary file. */
+static int create_tmp(int dirfd, struct out_file *of, struct zf_error *err)
+{
+	const char *name = of->f->name;
+	size_t n = strlen(name) + sizeof(TMP_TAG) + 32;
+	int fd = -1, rc = ZF_OK;
+
+	of->tmp = malloc(n);
+	if (!of->tmp)
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	/* The pid keeps two exports into one folder apart; a leftover of a
+	 * crashed run with the same pid only moves us to the next name. */
+	for (unsigned k = 0; k < 1000; k++) {
+		if (k)
+			snprintf(of->tmp, n, ".%s" TMP_TAG "%ld-%u", name, (long)getpid(), k);
+		else
+			snprintf(of->tmp, n, ".%s" TMP_TAG "%ld", name, (long)getpid());
+		fd = openat(dirfd, of->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		free(of->tmp);
+		of->tmp = NULL; /* nothing to remove */
+		zf_fail(err, ZF_EIO, "cannot create a temporary file: %s", strerror(errno));
+		zf_error_where(err, of->final);
+		return ZF_EIO;
+	}
+	/* 0644 whatever the umask: a model folder is meant to be read. */
+	if (fchmod(fd, 0644) < 0) {
+		rc = zf_fail(err, ZF_EIO, "cannot chmod the temporary file: %s", strerror(errno));
+		goto out;
+	}
+	/* Reserve the space now, so a full disk fails the export before any
+	 * data is read; where the file system cannot, just set the size. */
+	if (of->f->size && fallocate(fd, 0, 0, (off_t)of->f->size) < 0) {
+		if (errno != EOPNOTSUPP && errno != ENOSYS) {
+			rc = zf_fail(err, ZF_EIO, "cannot reserve %llu bytes: %s",
+				     (unsigned long long)of->f->size, strerror(errno));
+			goto out;
+		}
+		if (ftruncate(fd, (off_t)of->f->size) < 0) {
+			rc = zf_fail(err, ZF_EIO, "cannot size the temporary file: %s",
+				     strerror(errno));
+			goto out;
+		}
+	}
+out:
+	if (close(fd) < 0 && !rc)
+		rc = zf_fail(err, ZF_EIO, "cannot write (close): %s", strerror(errno));
+	zf_error_where(err, of->final);
+	return rc;
+}
+
+static int rename_in(int dirfd, struct out_file *of, struct zf_error *err)
+{
+	if (renameat(dirfd, of->tmp, dirfd, of->f->name) < 0) {
+		zf_fail(err, ZF_EIO, "cannot rename the finished temporary file '%s' into place: %s",
+			of->tmp, strerror(errno));
+		zf_error_where(err, of->final);
+		return ZF_EIO;
+	}
+	free(of->tmp);
+	of->tmp = NULL;
+	return ZF_OK;
+}
+
+/*
+ * Renames every file into place: shards first, then (with force) the
+ * stale weight files are removed, then the index and the rest, so the
+ * index never names a shard that is not there yet.
+ */
+static int publish(struct job *j, char **stale, size_t n_stale,
+		   struct zf_error *err)
+{
+	int rc;
+
+	for (size_t i = 0; i < j->n_files; i++)
+		if (j->files[i].f->kind == ZF_VF_SAFETENSORS &&
+		    (rc = rename_in(j->dirfd, &j->files[i], err)))
+			return rc;
+	for (size_t i = 0; i < n_stale; i++)
+		if (unlinkat(j->dirfd, stale[i], 0) < 0 && errno != ENOENT)
+			return zf_fail(err, ZF_EIO, "cannot remove the stale weight file '%s': %s",
+				       stale[i], strerror(errno));
+	for (size_t i = 0; i < j->n_files; i++)
+		if (j->files[i].tmp && (rc = rename_in(j->dirfd, &j->files[i], err)))
+			return rc;
+	if (!j->o->no_fsync && fsync(j->dirfd) < 0)
+		return zf_fail(err, ZF_EIO, "cannot sync the folder: %s", strerror(errno));
+	return ZF_OK;
+}
+
+static void report(const struct job *j, uint64_t total)
+{
+	if (j->o->progress)
+		j->o->progress(j->o->progress_arg, atomic_load(&j->done_bytes), total);
+}
+
+/* Runs the workers and reports progress until they end. */
+static int run_workers(struct job *j, unsigned threads, struct zf_error *err)
+{
+	pthread_t tid[ZF_EXPORT_MAX_THREADS];
+	unsigned started = 0;
+
+	pthread_mutex_lock(&j->lock);
+	for (unsigned i = 0; i < threads; i++) {
+		if (pthread_create(&tid[i], NULL, worker, j))
+			break;
+		started++;
+		j->running++;
+	}
+	if (!started) {
+		pthread_mutex_unlock(&j->lock);
+		return zf_fail(err, ZF_ENOMEM, "cannot start a thread");
+	}
+	while (j->running) {
+		struct timespec t;
+
+		clock_gettime(CLOCK_REALTIME, &t);
+		t.tv_nsec += PROGRESS_NS;
+		if (t.tv_nsec >= 1000000000L) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&j->ended, &j->lock, &t);
+		if (j->running) {
+			pthread_mutex_unlock(&j->lock);
+			report(j, j->d->total_bytes);
+			pthread_mutex_lock(&j->lock);
+		}
+	}
+	pthread_mutex_unlock(&j->lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	return ZF_OK;
+}
+
+int zf_export(const struct zf_hfdir *d, const char *out_dir,
+	      const struct zf_export_options *o, struct zf_error *err)
+{
+	struct zf_export_options opts = o ? *o : (struct zf_export_options){ 0 };
+	struct job j = { .d = d, .o = &opts, .dirfd = -1, .err = err };
+	char **stale = NULL;
+	size_t n_stale = 0;
+	unsigned threads = opts.threads ? opts.threads : ZF_EXPORT_THREADS;
+	int rc;
+
+	pthread_mutex_init(&j.lock, NULL);
+	pthread_cond_init(&j.ended, NULL);
+	if (threads > ZF_EXPORT_MAX_THREADS) {
+		rc = zf_fail(err, ZF_EUSAGE, "%u threads asked for, at most %u",
+			     threads, ZF_EXPORT_MAX_THREADS);
+		goto out;
+	}
+	rc = check_not_in_ckpt(d, out_dir, err);
+	if (!rc)
+		rc = open_out_dir(out_dir, &j.dirfd, err);
+	if (rc)
+		goto out;
+
+	for (size_t i = 0; i < d->n_files; i++) {
+		rc = check_target(j.dirfd, out_dir, d->files[i].name, opts.force, "", err);
+		if (rc)
+			goto out;
+	}
+	rc = find_stale(d, j.dirfd, &stale, &n_stale, err);
+	for (size_t i = 0; !rc && i < n_stale; i++)
+		rc = check_target(j.dirfd, out_dir, stale[i], opts.force,
+				  " and would be loaded with or instead of the exported weights", err);
+	if (rc)
+		goto out;
+
+	j.files = calloc(d->n_files ? d->n_files : 1, sizeof(*j.files));
+	if (!j.files) {
+		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+		goto out;
+	}
+	j.n_files = d->n_files;
+	for (size_t i = 0; i < d->n_files; i++) {
+		struct out_file *of = &j.files[i];
+
+		of->f = &d->files[i];
+		of->fd = -1;
+		of->first_chunk = j.n_chunks;
+		of->n_chunks = (of->f->size + CHUNK_BYTES - 1) / CHUNK_BYTES;
+		atomic_init(&of->left, of->n_chunks);
+		j.n_chunks += of->n_chunks;
+		of->final = join(out_dir, of->f->name);
+		if (!of->final) {
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < j.n_files; i++) {
+		rc = create_tmp(j.dirfd, &j.files[i], err);
+		if (rc)
+			goto out;
+		if (stopped(&j))
+			break;
+	}
+
+	report(&j, d->total_bytes);
+	if (j.n_chunks && !stopped(&j)) {
+		rc = run_workers(&j, threads, err);
+		if (!rc && atomic_load(&j.failed))
+			rc = j.status;
+		if (rc)
+			goto out;
+	}
+	if (stopped(&j)) {
+		rc = zf_fail(err, ZF_EIO, "interrupted; nothing was written");
+		zf_error_where(err, out_dir);
+		goto out;
+	}
+	rc = publish(&j, stale, n_stale, err);
+	if (rc) {
+		zf_error_where(err, out_dir);
+		goto out;
+	}
+	report(&j, d->total_bytes);
+out:
+	for (size_t i = 0; j.files && i < j.n_files; i++) {
+		struct out_file *of = &j.files[i];
+
+		if (of->fd >= 0)
+			close(of->fd);
+		if (of->tmp)
+			unlinkat(j.dirfd, of->tmp, 0);
+		free(of->tmp);
+		free(of->final);
+	}
+	free(j.files);
+	for (size_t i = 0; i < n_stale; i++)
+		free(stale[i]);
+	free(stale);
+	if (j.dirfd >= 0)
+		close(j.dirfd);
+	pthread_cond_destroy(&j.ended);
+	pthread_mutex_destroy(&j.lock);
+	return rc;
+}
