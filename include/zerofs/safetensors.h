@@ -37,8 +37,10 @@ struct zf_st_tensor {
  * counted from the start of the file (so header_len + its data_offsets[0]).
  * *file_size is the whole file's size. Tensors are given in any order.
  * metadata_format is the value of __metadata__.format ("pt"), or NULL for
- * no __metadata__. Errors: ZF_EFORMAT for a duplicate name or a header
- * over ZF_ST_MAX_HEADER, ZF_ENOMEM.
+ * no __metadata__. Errors: ZF_EFORMAT for a duplicate name, a header over
+ * ZF_ST_MAX_HEADER, or a tensor no reader could take back (name not valid
+ * UTF-8 or "__metadata__", invalid dtype, nbytes != numel * element size,
+ * offsets overflowing u64); ZF_ENOMEM. On error *header is NULL.
  */
 int zf_st_layout(const struct zf_st_tensor *tensors, size_t n,
 		 const char *metadata_format, unsigned char **header,
@@ -58,8 +60,9 @@ void zf_st_plan_shards(const uint64_t *nbytes, size_t n, uint64_t limit,
 
 /*
  * "model.safetensors" when n_shards <= 1, else
- * "model-%05u-of-%05u.safetensors" with k counted from 1. Writes into buf
- * (at least 40 bytes).
+ * "model-%05u-of-%05u.safetensors" with k counted from 1: k is the shard
+ * number as printed, i.e. shard_of[i] + 1. Writes into buf (at least 40
+ * bytes).
  */
 void zf_st_shard_name(uint32_t k, uint32_t n_shards, char *buf, size_t size);
 
@@ -68,8 +71,11 @@ void zf_st_shard_name(uint32_t k, uint32_t n_shards, char *buf, size_t size);
  * writes it: json.dumps({"metadata": {"total_size": total_size},
  * "weight_map": {name: file}}, indent=2, sort_keys=True) + "\n", with
  * ensure_ascii (non-ASCII as \uXXXX, surrogate pairs above U+FFFF).
- * names[i] is stored in files[shard_of[i]]. *out is malloc'd, caller
- * frees. Errors: ZF_ENOMEM, ZF_EFORMAT (name not valid UTF-8).
+ * names[i] is stored in the file zf_st_shard_name(shard_of[i] + 1,
+ * n_shards) names. *out is malloc'd and NUL-terminated (*out_len does not
+ * count the NUL), caller frees. With n == 0 the weight_map is {}.
+ * Errors: ZF_ENOMEM, ZF_EFORMAT (name not valid UTF-8, duplicate name),
+ * ZF_EUSAGE (shard_of[i] >= n_shards).
  */
 int zf_st_index_json(const char *const *names, const uint32_t *shard_of,
 		     size_t n, uint32_t n_shards, uint64_t total_size,
@@ -80,6 +86,11 @@ int zf_st_index_json(const char *const *names, const uint32_t *shard_of,
  * an integer byte count, or a number (float allowed) followed by TB, GB,
  * MB or KB, decimal units ("5GB" = 5e9). Returns 0 and sets *bytes, or
  * ZF_EUSAGE with a message.
+ * Like the hub: surrounding whitespace and a space before the unit are
+ * allowed, the unit is case-insensitive ("5gb"), the value is
+ * int(float * unit) (so "1.5GB" = 1500000000, "0.5KB" = 500). Stricter
+ * than the hub: no sign, no inf/nan, no '_' digit separators, and the
+ * result must fit in u64 ("1e400GB" is refused, as the hub refuses it).
  */
 int zf_parse_size(const char *s, uint64_t *bytes, struct zf_error *err);
 

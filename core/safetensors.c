@@ -1,0 +1,645 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The bytes safetensors.torch.save_file() and transformers'
+ * save_pretrained() would write, computed from names, dtypes and shapes
+ * alone (safetensors.h). The truth is safetensors' tensor.rs (prepare()
+ * and Metadata's Serialize, with serde_json's compact formatter),
+ * huggingface_hub's split_state_dict_into_shards_factory() and
+ * parse_size_to_int(), and Python's json.dumps(indent=2, sort_keys=True)
+ * for the index; HF-CONVENTIONS.md §3-§5 sums them up. The JSON text is
+ * written here by hand because no library lays it out byte for byte the
+ * same way (cJSON's spacing differs from both serde_json and Python).
+ * tests/t120-safetensors-reference.py checks all of it against an
+ * independent Python implementation.
+ */
+#include "zerofs/safetensors.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- a growable byte buffer that remembers failure ------------------- */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	size_t max; /* give up (too_big) past this many bytes */
+	bool oom, too_big;
+};
+
+static bool sb_reserve(struct sbuf *b, size_t add)
+{
+	size_t need, cap;
+	char *np;
+
+	if (b->oom || b->too_big)
+		return false;
+	if (add > b->max - b->len) {
+		b->too_big = true;
+		return false;
+	}
+	need = b->len + add;
+	if (need <= b->cap)
+		return true;
+	cap = b->cap ? b->cap : 256;
+	while (cap < need)
+		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+	np = realloc(b->p, cap);
+	if (!np) {
+		b->oom = true;
+		return false;
+	}
+	b->p = np;
+	b->cap = cap;
+	return true;
+}
+
+static void sb_add(struct sbuf *b, const void *s, size_t n)
+{
+	if (n && sb_reserve(b, n)) {
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
+	}
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+static void sb_u64(struct sbuf *b, uint64_t v)
+{
+	char tmp[24];
+	int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+
+	sb_add(b, tmp, (size_t)n);
+}
+
+static const char hexdig[] = "0123456789abcdef";
+
+static void sb_u4(struct sbuf *b, unsigned v)
+{
+	char t[6] = { '\\', 'u', hexdig[(v >> 12) & 15], hexdig[(v >> 8) & 15],
+		      hexdig[(v >> 4) & 15], hexdig[v & 15] };
+
+	sb_add(b, t, sizeof(t));
+}
+
+/* ---- UTF-8 ----------------------------------------------------------- */
+
+/*
+ * Decodes one code point at s[*i], strictly (no overlong forms, no
+ * surrogates, nothing past U+10FFFF): what Rust's str::from_utf8 accepts,
+ * and so what a safetensors reader accepts. Returns false on bad input.
+ */
+static bool utf8_next(const unsigned char *s, size_t *i, uint32_t *cp)
+{
+	unsigned c = s[*i];
+	uint32_t v, min;
+	int extra;
+
+	if (c < 0x80) {
+		*cp = c;
+		(*i)++;
+		return true;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		extra = 1;
+		v = c & 0x1f;
+		min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		extra = 2;
+		v = c & 0x0f;
+		min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		extra = 3;
+		v = c & 0x07;
+		min = 0x10000;
+	} else {
+		return false;
+	}
+	for (int k = 1; k <= extra; k++) {
+		unsigned cc = s[*i + k]; /* a NUL stops us before the end */
+
+		if ((cc & 0xc0) != 0x80)
+			return false;
+		v = (v << 6) | (cc & 0x3f);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return false;
+	*cp = v;
+	*i += (size_t)extra + 1;
+	return true;
+}
+
+static bool utf8_valid(const char *s)
+{
+	size_t i = 0;
+	uint32_t cp;
+
+	while (s[i])
+		if (!utf8_next((const unsigned char *)s, &i, &cp))
+			return false;
+	return true;
+}
+
+/*
+ * A JSON string as serde_json writes it: only '"', '\\' and C0 controls
+ * are escaped, the usual five with their short forms, the rest as \u00XX
+ * in lower case. Everything else, DEL and non-ASCII included, goes out
+ * raw. The input is already known to be valid UTF-8.
+ */
+static void sb_json_serde(struct sbuf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t run = 0;
+
+	sb_add(b, "\"", 1);
+	for (size_t i = 0; p[i]; i++) {
+		unsigned c = p[i];
+		char esc = 0;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		sb_add(b, p + run, i - run);
+		run = i + 1;
+		switch (c) {
+		case '"': esc = '"'; break;
+		case '\\': esc = '\\'; break;
+		case '\b': esc = 'b'; break;
+		case '\f': esc = 'f'; break;
+		case '\n': esc = 'n'; break;
+		case '\r': esc = 'r'; break;
+		case '\t': esc = 't'; break;
+		}
+		if (esc) {
+			char t[2] = { '\\', esc };
+
+			sb_add(b, t, 2);
+		} else {
+			sb_u4(b, c);
+		}
+	}
+	sb_add(b, p + run, strlen((const char *)p + run));
+	sb_add(b, "\"", 1);
+}
+
+/*
+ * A JSON string as Python's json.dumps(ensure_ascii=True) writes it:
+ * printable ASCII (space to '~') raw except '"' and '\\'; the five short
+ * escapes; everything else, DEL included, as lower-case \uXXXX, and a
+ * code point above U+FFFF as a UTF-16 surrogate pair.
+ */
+static void sb_json_ascii(struct sbuf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	sb_add(b, "\"", 1);
+	while (p[i]) {
+		uint32_t c;
+		char esc = 0;
+
+		if (!utf8_next(p, &i, &c))
+			return; /* callers validate first */
+		if (c >= 0x20 && c <= 0x7e && c != '"' && c != '\\') {
+			char ch = (char)c;
+
+			sb_add(b, &ch, 1);
+			continue;
+		}
+		switch (c) {
+		case '"': esc = '"'; break;
+		case '\\': esc = '\\'; break;
+		case '\b': esc = 'b'; break;
+		case '\f': esc = 'f'; break;
+		case '\n': esc = 'n'; break;
+		case '\r': esc = 'r'; break;
+		case '\t': esc = 't'; break;
+		}
+		if (esc) {
+			char t[2] = { '\\', esc };
+
+			sb_add(b, t, 2);
+		} else if (c >= 0x10000) {
+			c -= 0x10000;
+			sb_u4(b, 0xd800 | (c >> 10));
+			sb_u4(b, 0xdc00 | (c & 0x3ff));
+		} else {
+			sb_u4(b, c);
+		}
+	}
+	sb_add(b, "\"", 1);
+}
+
+/* ---- zf_st_layout ---------------------------------------------------- */
+
+struct order {
+	const char *name;
+	int rank;
+	size_t idx;
+};
+
+static int by_name(const void *a, const void *b)
+{
+	const struct order *x = a, *y = b;
+
+	return strcmp(x->name, y->name); /* unsigned bytes: UTF-8 order */
+}
+
+/* safetensors' write order: descending Dtype position, then name. */
+static int by_rank_name(const void *a, const void *b)
+{
+	const struct order *x = a, *y = b;
+
+	if (x->rank != y->rank)
+		return x->rank > y->rank ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* Checks what save_file() would have refused, or what a reader would
+ * refuse in the result; everything here is a caller or input bug. */
+static int check_tensor(const struct zf_st_tensor *t, struct zf_error *err)
+{
+	uint64_t numel = 1, nbytes;
+
+	if (!t->name)
+		return zf_fail(err, ZF_EFORMAT, "tensor without a name");
+	if (!utf8_valid(t->name))
+		return zf_fail(err, ZF_EFORMAT,
+			       "tensor name '%s' is not valid UTF-8", t->name);
+	/* A tensor called __metadata__ would collide with the metadata
+	 * key; the reader cannot take it either way. */
+	if (!strcmp(t->name, "__metadata__"))
+		return zf_fail(err, ZF_EFORMAT,
+			       "tensor name '__metadata__' is reserved");
+	if (zf_dtype_st_rank(t->dtype) < 0)
+		return zf_fail(err, ZF_EFORMAT, "tensor '%s': invalid dtype",
+			       t->name);
+	if (t->ndim && !t->shape)
+		return zf_fail(err, ZF_EFORMAT, "tensor '%s': no shape",
+			       t->name);
+	for (uint32_t d = 0; d < t->ndim; d++)
+		if (__builtin_mul_overflow(numel, t->shape[d], &numel))
+			return zf_fail(err, ZF_EFORMAT,
+				       "tensor '%s': element count overflows",
+				       t->name);
+	if (__builtin_mul_overflow(numel, (uint64_t)zf_dtype_size(t->dtype),
+				   &nbytes) ||
+	    nbytes != t->nbytes)
+		return zf_fail(err, ZF_EFORMAT,
+			       "tensor '%s': %" PRIu64 " bytes do not match "
+			       "%" PRIu64 " elements of %s",
+			       t->name, t->nbytes, numel,
+			       zf_dtype_st_name(t->dtype));
+	return ZF_OK;
+}
+
+int zf_st_layout(const struct zf_st_tensor *tensors, size_t n,
+		 const char *metadata_format, unsigned char **header,
+		 size_t *header_len, uint64_t *data_offset, uint64_t *file_size,
+		 struct zf_error *err)
+{
+	struct sbuf b = { .max = (size_t)ZF_ST_MAX_HEADER + 8 };
+	struct order *ord = NULL;
+	uint64_t pos = 0, total;
+	size_t json_len, padded;
+	int rc = ZF_OK;
+
+	*header = NULL;
+	*header_len = 0;
+	if (metadata_format && !utf8_valid(metadata_format))
+		return zf_fail(err, ZF_EFORMAT,
+			       "metadata format is not valid UTF-8");
+	for (size_t i = 0; i < n; i++) {
+		rc = check_tensor(&tensors[i], err);
+		if (rc)
+			return rc;
+	}
+	if (n) {
+		if (n > SIZE_MAX / sizeof(*ord))
+			return zf_fail(err, ZF_ENOMEM, "too many tensors");
+		ord = malloc(n * sizeof(*ord));
+		if (!ord)
+			return zf_fail(err, ZF_ENOMEM,
+				       "out of memory for %zu tensors", n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		ord[i].name = tensors[i].name;
+		ord[i].rank = zf_dtype_st_rank(tensors[i].dtype);
+		ord[i].idx = i;
+	}
+	/* Duplicates need not be neighbours in write order (the dtypes may
+	 * differ), so look for them in name order first. */
+	if (n > 1)
+		qsort(ord, n, sizeof(*ord), by_name);
+	for (size_t i = 1; i < n; i++)
+		if (!strcmp(ord[i - 1].name, ord[i].name)) {
+			rc = zf_fail(err, ZF_EFORMAT, "duplicate tensor '%s'",
+				     ord[i].name);
+			goto out;
+		}
+	if (n > 1)
+		qsort(ord, n, sizeof(*ord), by_rank_name);
+
+	sb_add(&b, "\0\0\0\0\0\0\0\0{", 9); /* the prefix is filled in last */
+	if (metadata_format) {
+		sb_str(&b, "\"__metadata__\":{\"format\":");
+		sb_json_serde(&b, metadata_format);
+		sb_str(&b, "}");
+	}
+	for (size_t k = 0; k < n; k++) {
+		const struct zf_st_tensor *t = &tensors[ord[k].idx];
+		uint64_t end;
+
+		if (__builtin_add_overflow(pos, t->nbytes, &end)) {
+			rc = zf_fail(err, ZF_EFORMAT,
+				     "tensor '%s': data offsets overflow",
+				     t->name);
+			goto out;
+		}
+		if (k || metadata_format)
+			sb_str(&b, ",");
+		sb_json_serde(&b, t->name);
+		sb_str(&b, ":{\"dtype\":\"");
+		sb_str(&b, zf_dtype_st_name(t->dtype));
+		sb_str(&b, "\",\"shape\":[");
+		for (uint32_t d = 0; d < t->ndim; d++) {
+			if (d)
+				sb_str(&b, ",");
+			sb_u64(&b, t->shape[d]);
+		}
+		sb_str(&b, "],\"data_offsets\":[");
+		sb_u64(&b, pos);
+		sb_str(&b, ",");
+		sb_u64(&b, end);
+		sb_str(&b, "]}");
+		data_offset[ord[k].idx] = pos; /* made absolute below */
+		pos = end;
+	}
+	sb_str(&b, "}");
+	if (b.oom) {
+		rc = zf_fail(err, ZF_ENOMEM, "out of memory for the header");
+		goto out;
+	}
+	json_len = b.len - 8;
+	/* Spaces (JSON whitespace) to a multiple of 8, counted in the
+	 * prefix, so that the data starts 8-aligned in the file. */
+	padded = (json_len + 7) & ~(size_t)7;
+	if (b.too_big || padded > ZF_ST_MAX_HEADER) {
+		rc = zf_fail(err, ZF_EFORMAT,
+			     "safetensors header over %u bytes (%zu tensors)",
+			     ZF_ST_MAX_HEADER, n);
+		goto out;
+	}
+	while (b.len - 8 < padded)
+		sb_add(&b, " ", 1);
+	if (b.oom) {
+		rc = zf_fail(err, ZF_ENOMEM, "out of memory for the header");
+		goto out;
+	}
+	for (int k = 0; k < 8; k++)
+		b.p[k] = (char)(((uint64_t)padded >> (8 * k)) & 0xff);
+	/* header + data cannot overflow: header <= 100 MB + 8 and pos was
+	 * checked, but check anyway rather than trust the bound. */
+	if (__builtin_add_overflow(pos, (uint64_t)b.len, &total)) {
+		rc = zf_fail(err, ZF_EFORMAT, "file size overflows");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		data_offset[i] += b.len;
+	*file_size = total;
+	*header = (unsigned char *)b.p;
+	*header_len = b.len;
+	b.p = NULL;
+out:
+	free(b.p);
+	free(ord);
+	return rc;
+}
+
+/* ---- sharding -------------------------------------------------------- */
+
+#define SHARD_OPEN UINT32_MAX
+
+void zf_st_plan_shards(const uint64_t *nbytes, size_t n, uint64_t limit,
+		       uint32_t *shard_of, uint32_t *n_shards)
+{
+	uint32_t next = 0;	/* number the next closed shard gets */
+	uint64_t cur = 0;	/* bytes in the open shard */
+	size_t first_open = 0;	/* members of the open shard are >= this */
+	bool open = false;
+
+	for (size_t i = 0; i < n; i++) {
+		/* Too big for any shard: a shard of its own, numbered now,
+		 * while the open shard stays open (and so numbers later). */
+		if (nbytes[i] > limit) {
+			shard_of[i] = next++;
+			continue;
+		}
+		/* The hub tests "current + size > max"; as cur <= limit and
+		 * nbytes[i] <= limit here, limit - cur cannot wrap. */
+		if (open && nbytes[i] > limit - cur) {
+			for (size_t j = first_open; j < i; j++)
+				if (shard_of[j] == SHARD_OPEN)
+					shard_of[j] = next;
+			next++;
+			open = false;
+		}
+		if (!open) {
+			open = true;
+			cur = 0;
+			first_open = i;
+		}
+		shard_of[i] = SHARD_OPEN;
+		cur += nbytes[i];
+	}
+	if (open) {
+		for (size_t j = first_open; j < n; j++)
+			if (shard_of[j] == SHARD_OPEN)
+				shard_of[j] = next;
+		next++;
+	}
+	*n_shards = next;
+}
+
+void zf_st_shard_name(uint32_t k, uint32_t n_shards, char *buf, size_t size)
+{
+	if (n_shards <= 1)
+		snprintf(buf, size, "model.safetensors");
+	else
+		snprintf(buf, size, "model-%05" PRIu32 "-of-%05" PRIu32
+			 ".safetensors", k, n_shards);
+}
+
+/* ---- model.safetensors.index.json ------------------------------------ */
+
+int zf_st_index_json(const char *const *names, const uint32_t *shard_of,
+		     size_t n, uint32_t n_shards, uint64_t total_size,
+		     char **out, size_t *out_len, struct zf_error *err)
+{
+	struct sbuf b = { .max = SIZE_MAX - 1 };
+	struct order *ord = NULL;
+	int rc = ZF_OK;
+
+	*out = NULL;
+	*out_len = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!names[i] || !utf8_valid(names[i]))
+			return zf_fail(err, ZF_EFORMAT,
+				       "tensor name '%s' is not valid UTF-8",
+				       names[i] ? names[i] : "(null)");
+		if (shard_of[i] >= n_shards)
+			return zf_fail(err, ZF_EUSAGE,
+				       "tensor '%s': shard %" PRIu32
+				       " of %" PRIu32,
+				       names[i], shard_of[i], n_shards);
+	}
+	if (n) {
+		if (n > SIZE_MAX / sizeof(*ord))
+			return zf_fail(err, ZF_ENOMEM, "too many tensors");
+		ord = malloc(n * sizeof(*ord));
+		if (!ord)
+			return zf_fail(err, ZF_ENOMEM,
+				       "out of memory for %zu tensors", n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		ord[i].name = names[i];
+		ord[i].rank = 0;
+		ord[i].idx = i;
+	}
+	/* sort_keys: Python orders str by code point, which for valid
+	 * UTF-8 is the byte order strcmp gives. */
+	if (n > 1)
+		qsort(ord, n, sizeof(*ord), by_name);
+	for (size_t i = 1; i < n; i++)
+		if (!strcmp(ord[i - 1].name, ord[i].name)) {
+			rc = zf_fail(err, ZF_EFORMAT, "duplicate tensor '%s'",
+				     ord[i].name);
+			goto out;
+		}
+
+	sb_str(&b, "{\n  \"metadata\": {\n    \"total_size\": ");
+	sb_u64(&b, total_size);
+	sb_str(&b, "\n  },\n  \"weight_map\": {");
+	for (size_t k = 0; k < n; k++) {
+		char file[64];
+
+		zf_st_shard_name(shard_of[ord[k].idx] + 1, n_shards, file,
+				 sizeof(file));
+		sb_str(&b, k ? ",\n    " : "\n    ");
+		sb_json_ascii(&b, ord[k].name);
+		sb_str(&b, ": ");
+		sb_json_ascii(&b, file);
+	}
+	/* json.dumps writes an empty dict as {} even with indent. */
+	sb_str(&b, n ? "\n  }\n}\n" : "}\n}\n");
+	sb_add(&b, "", 1); /* NUL, not counted */
+	if (b.oom || b.too_big) {
+		rc = zf_fail(err, ZF_ENOMEM, "out of memory for the index");
+		goto out;
+	}
+	*out = b.p;
+	*out_len = b.len - 1;
+	b.p = NULL;
+out:
+	free(b.p);
+	free(ord);
+	return rc;
+}
+
+/* ---- shard size ------------------------------------------------------ */
+
+int zf_parse_size(const char *s, uint64_t *bytes, struct zf_error *err)
+{
+	static const struct {
+		const char *unit;
+		double mult;
+	} units[] = {
+		{ "TB", 1e12 }, { "GB", 1e9 }, { "MB", 1e6 }, { "KB", 1e3 },
+	};
+	const char *p = s, *end;
+	char num[64];
+	size_t len, i = 0, digits = 0;
+	double mult = 0, v;
+
+	if (!s)
+		return zf_fail(err, ZF_EUSAGE, "no size given");
+	while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
+		p++;
+	end = p + strlen(p);
+	while (end > p && (end[-1] == ' ' || (end[-1] >= '\t' &&
+					      end[-1] <= '\r')))
+		end--;
+	len = (size_t)(end - p);
+	if (len == 0)
+		return zf_fail(err, ZF_EUSAGE, "empty size '%s'", s);
+
+	/* A plain byte count, as the hub takes an int. */
+	if (strspn(p, "0123456789") == len) {
+		uint64_t v64 = 0;
+
+		for (i = 0; i < len; i++)
+			if (__builtin_mul_overflow(v64, 10, &v64) ||
+			    __builtin_add_overflow(v64, (uint64_t)(p[i] - '0'),
+						   &v64))
+				return zf_fail(err, ZF_EUSAGE,
+					       "size '%s' is too large", s);
+		*bytes = v64;
+		return ZF_OK;
+	}
+
+	/* Otherwise NUMBER UNIT: the hub upper-cases the last two
+	 * characters, so "5gb" works but "5GiB" does not. */
+	if (len >= 2)
+		for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++)
+			if (!strncasecmp(end - 2, units[u].unit, 2))
+				mult = units[u].mult;
+	if (mult == 0)
+		return zf_fail(err, ZF_EUSAGE,
+			       "size '%s' needs a unit: TB, GB, MB or KB "
+			       "(decimal), or a plain byte count", s);
+	end -= 2;
+	while (end > p && (end[-1] == ' ' || (end[-1] >= '\t' &&
+					      end[-1] <= '\r')))
+		end--;
+	len = (size_t)(end - p);
+	/* What Python's float() takes, less inf/nan, underscores and signs
+	 * (a negative size makes no sense): digits [. digits] [e [+-]
+	 * digits]. Checked here because strtod also takes hex and inf. */
+	if (len == 0 || len >= sizeof(num))
+		return zf_fail(err, ZF_EUSAGE, "bad size '%s'", s);
+	memcpy(num, p, len);
+	num[len] = '\0';
+	while (num[i] >= '0' && num[i] <= '9')
+		i++, digits++;
+	if (num[i] == '.') {
+		i++;
+		while (num[i] >= '0' && num[i] <= '9')
+			i++, digits++;
+	}
+	if (digits && (num[i] == 'e' || num[i] == 'E')) {
+		size_t exp_digits = 0;
+
+		i++;
+		if (num[i] == '+' || num[i] == '-')
+			i++;
+		while (num[i] >= '0' && num[i] <= '9')
+			i++, exp_digits++;
+		if (!exp_digits)
+			digits = 0;
+	}
+	if (!digits || num[i])
+		return zf_fail(err, ZF_EUSAGE, "bad size '%s'", s);
+	v = strtod(num, NULL);
+	/* int(value * multiplier) in Python: the product rounded as a
+	 * double, then truncated. */
+	v *= mult;
+	if (!(v < 18446744073709551616.0))
+		return zf_fail(err, ZF_EUSAGE, "size '%s' is too large", s);
+	*bytes = (uint64_t)v;
+	return ZF_OK;
+}
