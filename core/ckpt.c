@@ -73,7 +73,7 @@ static int open_one(struct loader *L, const char *path, struct zf_loaded *f,
 	}
 	f->root = zf_pickle_root(f->pk);
 	if (!zf_pv_is(f->root, ZF_PV_DICT)) {
-		zf_fail(err, ZF_EFORMAT, "the pickle holds a %s, not a dict",
+		zf_fail(err, ZF_EFORMAT, "the pickle holds a value of type %s, not a dict",
 			zf_pv_type_name(f->root));
 		zf_error_where(err, path);
 		return ZF_EFORMAT;
@@ -218,7 +218,7 @@ static int read_stage(const struct zf_pv *osd, const char *path, int *stage,
 		else
 			return bad(err, path, "unknown ZeRO stage '%s'", m);
 	} else {
-		return bad(err, path, "zero_stage is a %s, expected an int or ZeroStageEnum",
+		return bad(err, path, "zero_stage is of type %s, expected an int or ZeroStageEnum",
 			   zf_pv_type_name(zs));
 	}
 	if (*stage < 1 || *stage > 3) {
@@ -449,7 +449,7 @@ static int load_model_meta(struct loader *L, struct zf_error *err)
 
 	L->module = zf_pv_get(root, "module");
 	if (L->module && !zf_pv_is(L->module, ZF_PV_DICT) && !zf_pv_is(L->module, ZF_PV_NONE))
-		return bad(err, path, "'module' is a %s, expected a state dict", zf_pv_type_name(L->module));
+		return bad(err, path, "'module' is of type %s, expected a state dict", zf_pv_type_name(L->module));
 	if (zf_pv_is(L->module, ZF_PV_NONE))
 		L->module = NULL;
 	L->buffer_names = zf_pv_get(root, "buffer_names");

@@ -273,9 +273,9 @@ static int scan_tag_dir(const char *dir, struct zf_ckpt_files *out,
 		uint32_t r = big->max_rank_plus1 - 1;
 
 		zf_fail(err, ZF_EFORMAT,
-			"rank %u has '%s' but no %s states file, while ranks 0-%u have both: an extra file from another run, or a partial copy",
+			"rank %u has '%s' but no %s states file, while ranks below %u have both: an extra file from another run, or a partial copy",
 			r, big->names[r], more_optim ? "model" : "optimizer",
-			(more_optim ? model.max_rank_plus1 : optim.max_rank_plus1) - 1);
+			more_optim ? model.max_rank_plus1 : optim.max_rank_plus1);
 		zf_error_where(err, dir);
 		rc = ZF_EFORMAT;
 		goto out;

@@ -23,7 +23,7 @@ int zf_view_resolve(const struct zf_loaded *f, const struct zf_pv *t,
 
 	memset(v, 0, sizeof(*v));
 	if (!zf_pv_is(t, ZF_PV_TENSOR)) {
-		zf_fail(err, ZF_EFORMAT, "'%s' is a %s, expected a tensor", what,
+		zf_fail(err, ZF_EFORMAT, "'%s' is of type %s, expected a tensor", what,
 			zf_pv_type_name(t));
 		goto fail;
 	}
