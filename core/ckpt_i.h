@@ -73,10 +73,64 @@ static inline bool zf_add_overflow(uint64_t a, uint64_t b, uint64_t *r)
 	return __builtin_add_overflow(a, b, r);
 }
 
+
+#include "strmap.h"
+
+/*
+ * The state of one zf_ckpt_open() while it runs (ckpt.c orchestrates;
+ * ckpt_optim.c reads the optimizer files, ckpt_tensors.c the model states
+ * and the tensor list). Pickle trees live only as long as this.
+ */
+struct zf_loader {
+	struct zf_ckpt *ck;
+	struct zf_ckpt_files files;
+	struct zf_loaded *model; /* files.n_model */
+	struct zf_loaded *optim; /* files.world_size */
+	const struct zf_pv *module, *buffer_names, *param_shapes;
+	const struct zf_pv *frozen_shapes, *shared;
+	struct zf_strmap names; /* tensor name -> index in ck->tensors */
+	size_t cap_tensors;
+	struct zf_flat_param *params;
+	size_t n_params;
+	uint32_t n_groups;
+	struct zf_rank_groups *ranks;
+	double step0;	/* rank 0's optimizer step, when has_step0 */
+	bool has_step0;
+};
+
+/* Records a format error in file path and returns ZF_EFORMAT. */
+int zf_ckpt_bad(struct zf_error *err, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static inline const char *zf_model_path(const struct zf_loader *L, uint32_t i)
+{
+	return L->files.model[i];
+}
+
+/* Items in a dict, list or tuple; 0 for anything else. */
+static inline size_t zf_pv_count_items(const struct zf_pv *v)
+{
+	if (zf_pv_is(v, ZF_PV_DICT))
+		return v->u.dict.n;
+	if (zf_pv_is(v, ZF_PV_LIST) || zf_pv_is(v, ZF_PV_TUPLE))
+		return v->u.seq.n;
+	return 0;
+}
+
+
+/* ckpt_optim.c: stage, world size, optimizer step and the fp32 partitions
+ * of every rank, cross-checked. */
+int zf_load_optim(struct zf_loader *L, struct zf_error *err);
+
+/* ckpt_tensors.c: rank 0's model states and the tensor list. */
+int zf_load_model_meta(struct zf_loader *L, struct zf_error *err);
+int zf_collect_params(struct zf_loader *L, struct zf_error *err);
+int zf_find_train_dtype(struct zf_loader *L);
+int zf_collect_tensors(struct zf_loader *L, struct zf_error *err);
+void zf_finish_dtypes(struct zf_loader *L);
+
 #endif /* ZEROFS_CKPT_I_H */
 
-#ifndef ZEROFS_CKPT_I_LAYOUT
-#define ZEROFS_CKPT_I_LAYOUT
 /* The fp32 flat partitions one rank holds, in list order. */
 struct zf_rank_groups {
 	struct zf_view *v;
@@ -103,4 +157,3 @@ int zf_layout_zero3(struct zf_ckpt *ck, const struct zf_rank_groups *ranks,
 int zf_layout_zero12(struct zf_ckpt *ck, const struct zf_rank_groups *ranks,
 		     const struct zf_flat_param *params, size_t n_params,
 		     uint32_t n_groups, struct zf_error *err);
-#endif
