@@ -690,12 +690,9 @@ static int locate_needed(struct zf_ptfile *pf, size_t pickle,
 				rc = locate(pf, &pf->ent[i], buf, err);
 		}
 	}
-	for (i = 0; !rc && i < pf->n_records; i++) {
-		struct pt_entry *e = &pf->ent[pf->records[i].idx];
-
-		if (e->method == 0 && !is_encrypted(e))
-			rc = locate(pf, e, buf, err);
-	}
+	/* Storage records are located when asked for (zf_ptfile_record):
+	 * a model states file holds thousands of records a mount never
+	 * reads, one local header read each. */
 	free(buf);
 	return rc;
 }
@@ -1009,7 +1006,16 @@ int zf_ptfile_record(const struct zf_ptfile *pf, const char *key,
 	rc = check_stored(pf, e, err);
 	if (rc)
 		goto out;
-	rec->offset = e->data_offset;
+	{
+		/* A copy: pf stays read-only, so threads may share it. */
+		struct pt_entry located = *e;
+		unsigned char buf[LOCAL_LEN + 0xffff];
+
+		rc = locate(pf, &located, buf, err);
+		if (rc)
+			goto out;
+		rec->offset = located.data_offset;
+	}
 	rec->size = e->usize;
 	rec->crc32 = e->crc32;
 out:
@@ -1069,11 +1075,21 @@ static int check_one(const struct zf_ptfile *pf, zip_t *za, size_t i,
 		     unsigned char *buf, unsigned char *ours,
 		     struct zf_error *err)
 {
-	const struct pt_entry *e = &pf->ent[i];
+	struct pt_entry located = pf->ent[i];
+	const struct pt_entry *e = &located;
 	const char *name = ent_name(pf, e);
 	zip_file_t *zf;
 	uint64_t done = 0;
 	int rc = ZF_OK;
+
+	/* Records served are compared at the offset zerofs reads them from. */
+	if (e->data_offset == UINT64_MAX && e->method == 0 && !is_encrypted(e)) {
+		unsigned char hdr[LOCAL_LEN + 0xffff];
+
+		rc = locate(pf, &located, hdr, err);
+		if (rc)
+			return rc;
+	}
 
 	zf = zip_fopen_index(za, i, 0);
 	if (!zf)

@@ -5,6 +5,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -105,6 +106,10 @@ const char *cli_human_size(unsigned long long bytes, char *buf, int size)
 
 int main(int argc, char **argv)
 {
+	/* libzip converts every entry's DOS time with mktime(); with TZ unset
+	 * glibc re-reads /etc/localtime for each call (135,826 stat calls to
+	 * open a 64-rank checkpoint). An explicit TZ is read once. */
+	setenv("TZ", ":/etc/localtime", 0);
 	if (argc < 2) {
 		usage(stderr);
 		return ZF_EXIT_USAGE;

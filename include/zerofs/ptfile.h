@@ -5,11 +5,13 @@
  *
  * Opening reads the central directory (ZIP64 included: real optimizer
  * files are far over 4 GiB), finds the record prefix from the entry that
- * ends in "/data.pkl", loads that pickle into memory, and computes the
- * absolute file offset of every record's data from its *local* header (the
- * local extra field that torch uses for 64-byte alignment differs from the
- * central one). Every offset and length is checked against the file size;
- * compressed or encrypted records are refused when they are needed.
+ * ends in "/data.pkl" and loads that pickle into memory. A storage
+ * record's absolute data offset is computed from its *local* header (the
+ * local extra field torch uses for 64-byte alignment differs from the
+ * central one) when zf_ptfile_record() asks for it: a model states file
+ * holds thousands of records a mount never reads. Every offset and length
+ * is checked against the file size; compressed or encrypted records are
+ * refused when they are needed.
  * Tensor bytes are then served with pread() on zf_ptfile_fd(), no copy.
  */
 #ifndef ZEROFS_PTFILE_H
@@ -85,9 +87,9 @@ struct zf_ptfile_entry {
 	uint16_t method;       /* 0 stored, 8 deflate, ... */
 	uint16_t flags;	       /* general purpose bit flags */
 	uint64_t local_offset; /* absolute offset of the local header */
-	uint64_t data_offset;  /* absolute offset of the data; UINT64_MAX for
-				* entries zerofs does not serve (not data.pkl,
-				* byteorder or a stored data/<key> record) */
+	uint64_t data_offset;  /* absolute offset of the data for data.pkl and
+				* byteorder; UINT64_MAX for the rest (storage
+				* records are located by zf_ptfile_record) */
 };
 
 /* Fills *ent for entry i; ZF_EUSAGE (nothing filled) when i >= count. */
