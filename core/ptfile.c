@@ -559,8 +559,22 @@ static int index_entries(struct zf_ptfile *pf, size_t *pickle,
 		goto out;
 	}
 	for (i = 0; i < pf->count; i++) {
-		const char *name = ent_name(pf, &pf->ent[i]);
+		const struct pt_entry *e = &pf->ent[i];
+		const char *name = ent_name(pf, e);
+		uint64_t end;
 
+		/* Local headers are read only for records that are used, but
+		 * every entry must at least fit before the central directory:
+		 * a damaged file is refused whole, as torch.load would. */
+		if (add_overflows(e->lh_offset, LOCAL_LEN + (uint64_t)e->name_len, &end) ||
+		    add_overflows(end, e->csize, &end) || end > pf->cd_offset) {
+			rc = zf_fail(err, ZF_EFORMAT,
+				     "entry '%s': %llu bytes at local header offset %llu run past the end of the data (the central directory starts at %llu)",
+				     name, (unsigned long long)e->csize,
+				     (unsigned long long)e->lh_offset,
+				     (unsigned long long)pf->cd_offset);
+			goto out;
+		}
 		all[i].key = name;
 		all[i].idx = i;
 		if (pf->ent[i].name_len <= pf->prefix_len + 5 ||
