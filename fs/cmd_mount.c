@@ -193,6 +193,7 @@ int cmd_mount(int argc, char **argv)
 	if (debug)
 		fuse_opt_add_arg(&args, "-d");
 	m.dir = dir;
+	m.readahead_kb = readahead;
 	m.uid = getuid();
 	m.gid = getgid();
 	se = fuse_session_new(&args, &zf_fuse_ops, sizeof(zf_fuse_ops), &m);

@@ -90,7 +90,12 @@ static void fill_attr(const struct zf_mount *m, fuse_ino_t ino, struct stat *st)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct zf_mount *m = userdata;
+
+	/* The kernel sets the mount's readahead to the smaller of its bdi
+	 * window and this reply: ask for the window cmd_mount.c wrote. */
+	if (m->readahead_kb)
+		conn->max_readahead = m->readahead_kb * 1024;
 	/* Splice was slower than copying here, and SPLICE_MOVE steals the
 	 * source files' page cache; content never changes, so no automatic
 	 * invalidation either. */

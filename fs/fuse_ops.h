@@ -19,6 +19,7 @@ struct zf_mount {
 	gid_t gid;
 	unsigned long read_errors; /* reads answered with an error */
 	int stale;		   /* a source changed: opens fail */
+	unsigned readahead_kb;	   /* asked for in INIT; 0 keeps the kernel's */
 };
 
 extern const struct fuse_lowlevel_ops zf_fuse_ops;
