@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "strmap.h"
@@ -41,32 +43,22 @@ int zf_ckpt_bad(struct zf_error *err, const char *path, const char *fmt, ...)
 	return ZF_EFORMAT;
 }
 
-static int open_one(struct zf_loader *L, const char *path, struct zf_loaded *f,
-		    struct zf_error *err)
+#define MAX_LOAD_THREADS 8
+
+static pthread_mutex_t rank_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Opens a .pt file and records it as a source (its pickle not parsed). */
+static int open_file(struct zf_loader *L, const char *path, struct zf_loaded *f,
+		     struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
 	struct zf_source *s = &ck->sources[ck->n_sources];
-	const unsigned char *pkl;
-	size_t len;
 	struct stat st;
 	int rc;
 
 	rc = zf_ptfile_open(path, &f->pf, err);
 	if (rc)
 		return rc;
-	pkl = zf_ptfile_pickle(f->pf, &len);
-	rc = zf_pickle_load(pkl, len, NULL, &f->pk, err);
-	if (rc) {
-		zf_error_where(err, path);
-		return rc;
-	}
-	f->root = zf_pickle_root(f->pk);
-	if (!zf_pv_is(f->root, ZF_PV_DICT)) {
-		zf_fail(err, ZF_EFORMAT, "the pickle holds a value of type %s, not a dict",
-			zf_pv_type_name(f->root));
-		zf_error_where(err, path);
-		return ZF_EFORMAT;
-	}
 	if (fstat(zf_ptfile_fd(f->pf), &st) < 0) {
 		zf_fail(err, ZF_EIO, "cannot stat");
 		zf_error_where(err, path);
@@ -89,6 +81,127 @@ static int open_one(struct zf_loader *L, const char *path, struct zf_loaded *f,
 	return ZF_OK;
 }
 
+/* Parses f's pickle; its top level must be a dict. */
+static int parse(struct zf_loaded *f, struct zf_error *err)
+{
+	const char *path = zf_ptfile_path(f->pf);
+	const unsigned char *pkl;
+	size_t len;
+	int rc;
+
+	pkl = zf_ptfile_pickle(f->pf, &len);
+	rc = zf_pickle_load(pkl, len, NULL, &f->pk, err);
+	if (rc) {
+		zf_error_where(err, path);
+		return rc;
+	}
+	f->root = zf_pickle_root(f->pk);
+	if (!zf_pv_is(f->root, ZF_PV_DICT)) {
+		zf_fail(err, ZF_EFORMAT, "the pickle holds a value of type %s, not a dict",
+			zf_pv_type_name(f->root));
+		zf_error_where(err, path);
+		return ZF_EFORMAT;
+	}
+	return ZF_OK;
+}
+
+/* Frees f's parsed pickle and its bytes: only the descriptor stays. */
+static void unparse(struct zf_loaded *f)
+{
+	zf_pickle_free(f->pk);
+	f->pk = NULL;
+	f->root = NULL;
+	zf_ptfile_drop_pickle(f->pf);
+}
+
+/*
+ * Parses rank r's optimizer (optim) or model states file, reads what is
+ * needed from it, and frees the parsed pickle at once: a 64-rank
+ * checkpoint holds ~1 MB of pickle per file, ~9x that once parsed, and
+ * only a few facts of each rank are kept. Rank 0's model states stay
+ * parsed (zf_load_model_meta), so r is >= 1 for them.
+ */
+static int load_rank(struct zf_loader *L, bool optim, uint32_t r,
+		     struct zf_error *err)
+{
+	struct zf_loaded *f = optim ? &L->optim[r] : &L->model[r];
+	int rc = parse(f, err);
+
+	if (!rc)
+		rc = optim ? zf_load_optim_rank(L, r, err) : zf_load_model_rank(L, r, err);
+	unparse(f);
+	return rc;
+}
+
+/* Ranks [first, end) shared by a few threads: parsing is the cost of
+ * opening a checkpoint with many ranks, and the ranks are independent. */
+struct rank_work {
+	struct zf_loader *L;
+	bool optim;
+	uint32_t next; /* atomic: the next rank to take */
+	uint32_t end;
+	int stop;      /* atomic: a rank failed */
+	uint32_t failed_rank;
+	struct zf_error err;
+};
+
+static void *rank_worker(void *arg)
+{
+	struct rank_work *w = arg;
+	struct zf_error err = { 0 };
+	uint32_t failed = UINT32_MAX;
+
+	for (;;) {
+		uint32_t r = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED);
+
+		if (r >= w->end || __atomic_load_n(&w->stop, __ATOMIC_RELAXED))
+			break;
+		if (load_rank(w->L, w->optim, r, &err)) {
+			failed = r;
+			__atomic_store_n(&w->stop, 1, __ATOMIC_RELAXED);
+			break;
+		}
+	}
+	if (failed == UINT32_MAX)
+		return NULL;
+	/* Report the lowest failing rank, whichever thread found it. */
+	pthread_mutex_lock(&rank_lock);
+	if (failed < w->failed_rank) {
+		w->failed_rank = failed;
+		w->err = err;
+	}
+	pthread_mutex_unlock(&rank_lock);
+	return NULL;
+}
+
+static int load_ranks(struct zf_loader *L, bool optim, uint32_t first,
+		      uint32_t end, struct zf_error *err)
+{
+	struct rank_work w = { .L = L, .optim = optim, .next = first, .end = end,
+			       .failed_rank = UINT32_MAX };
+	pthread_t tid[MAX_LOAD_THREADS];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = cpus < 1 ? 1 : cpus > MAX_LOAD_THREADS ? MAX_LOAD_THREADS : (size_t)cpus;
+	size_t started = 0;
+
+	if (end <= first)
+		return ZF_OK;
+	if (n > end - first)
+		n = end - first;
+	/* The calling thread works too; helpers that fail to start are
+	 * simply not there. */
+	while (started + 1 < n && !pthread_create(&tid[started], NULL, rank_worker, &w))
+		started++;
+	rank_worker(&w);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	if (w.failed_rank == UINT32_MAX)
+		return ZF_OK;
+	if (err && err->status == ZF_OK)
+		*err = w.err;
+	return w.err.status ? w.err.status : ZF_EFORMAT;
+}
+
 static void loader_release(struct zf_loader *L)
 {
 	for (uint32_t i = 0; L->model && i < L->files.n_model; i++) {
@@ -100,6 +213,8 @@ static void loader_release(struct zf_loader *L)
 	if (L->ranks)
 		for (uint32_t r = 0; r < L->files.world_size; r++)
 			free(L->ranks[r].v);
+	free(L->optim_ds_version);
+	free(L->frags);
 	free(L->ranks);
 	free(L->params);
 	zf_strmap_release(&L->names);
@@ -145,15 +260,24 @@ int zf_ckpt_open(const char *path, const struct zf_ckpt_options *opts,
 	for (size_t i = 0; i < n_files; i++)
 		ck->sources[i].fd = -1;
 	for (uint32_t i = 0; i < L.files.n_model; i++)
-		if ((rc = open_one(&L, L.files.model[i], &L.model[i], err)))
+		if ((rc = open_file(&L, L.files.model[i], &L.model[i], err)))
 			goto out;
 	for (uint32_t i = 0; i < L.files.world_size; i++)
-		if ((rc = open_one(&L, L.files.optim[i], &L.optim[i], err)))
+		if ((rc = open_file(&L, L.files.optim[i], &L.optim[i], err)))
 			goto out;
 
-	rc = zf_load_optim(&L, err);
+	/* Rank 0 first: the other ranks are checked against it. */
+	rc = load_rank(&L, true, 0, err);
+	if (!rc)
+		rc = parse(&L.model[0], err);
 	if (!rc)
 		rc = zf_load_model_meta(&L, err);
+	if (!rc)
+		rc = load_ranks(&L, true, 1, L.files.world_size, err);
+	if (!rc)
+		rc = zf_load_optim_finish(&L, err);
+	if (!rc)
+		rc = load_ranks(&L, false, 1, L.files.n_model, err);
 	if (rc)
 		goto out;
 
@@ -208,6 +332,7 @@ int zf_ckpt_open(const char *path, const struct zf_ckpt_options *opts,
 			goto out;
 		}
 		for (uint32_t i = 0; i < L.files.n_model; i++) {
+			zf_ptfile_drop_pickle(L.model[i].pf);
 			priv->pfs[priv->n++] = L.model[i].pf;
 			L.model[i].pf = NULL;
 		}

@@ -76,6 +76,15 @@ static inline bool zf_add_overflow(uint64_t a, uint64_t b, uint64_t *r)
 
 #include "strmap.h"
 
+/* Where rank r's fragment of a ZeRO-3 frozen param is. */
+struct zf_frag {
+	bool present;
+	uint32_t source;
+	enum zf_dtype dtype;
+	uint64_t offset; /* absolute byte offset */
+	uint64_t numel;
+};
+
 /*
  * The state of one zf_ckpt_open() while it runs (ckpt.c orchestrates;
  * ckpt_optim.c reads the optimizer files, ckpt_tensors.c the model states
@@ -96,6 +105,8 @@ struct zf_loader {
 	struct zf_rank_groups *ranks;
 	double step0;	/* rank 0's optimizer step, when has_step0 */
 	bool has_step0;
+	char *optim_ds_version; /* rank 0 optimizer file's ds_version, or NULL */
+	struct zf_frag *frags;	/* ZeRO-3 frozen fragments: [frozen i][rank r] */
 };
 
 /* Records a format error in file path and returns ZF_EFORMAT. */
@@ -119,11 +130,14 @@ static inline size_t zf_pv_count_items(const struct zf_pv *v)
 
 
 /* ckpt_optim.c: stage, world size, optimizer step and the fp32 partitions
- * of every rank, cross-checked. */
-int zf_load_optim(struct zf_loader *L, struct zf_error *err);
+ * of rank r (its pickle parsed), cross-checked with rank 0; then the checks
+ * across all ranks. */
+int zf_load_optim_rank(struct zf_loader *L, uint32_t r, struct zf_error *err);
+int zf_load_optim_finish(struct zf_loader *L, struct zf_error *err);
 
 /* ckpt_tensors.c: rank 0's model states and the tensor list. */
 int zf_load_model_meta(struct zf_loader *L, struct zf_error *err);
+int zf_load_model_rank(struct zf_loader *L, uint32_t r, struct zf_error *err);
 int zf_collect_params(struct zf_loader *L, struct zf_error *err);
 int zf_find_train_dtype(struct zf_loader *L);
 int zf_collect_tensors(struct zf_loader *L, struct zf_error *err);

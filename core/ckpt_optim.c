@@ -126,16 +126,22 @@ static int optim_step(const struct zf_loaded *f, const struct zf_pv *osd,
 }
 
 /* Reads the optimizer files: stage, world size, fp32 partitions. */
-int zf_load_optim(struct zf_loader *L, struct zf_error *err)
+int zf_load_optim_rank(struct zf_loader *L, uint32_t r, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
 	uint32_t ws = L->files.world_size;
 	int rc;
 
-	L->ranks = calloc(ws, sizeof(*L->ranks));
-	if (!L->ranks)
-		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	for (uint32_t r = 0; r < ws; r++) {
+	if (r == 0) {
+		const struct zf_pv *v = zf_pv_get(L->optim[0].root, "ds_version");
+
+		L->ranks = calloc(ws, sizeof(*L->ranks));
+		if (!L->ranks)
+			return zf_fail(err, ZF_ENOMEM, "out of memory");
+		if (zf_pv_is(v, ZF_PV_STR) && !(L->optim_ds_version = strdup(v->u.str.s)))
+			return zf_fail(err, ZF_ENOMEM, "out of memory");
+	}
+	{
 		const struct zf_loaded *f = &L->optim[r];
 		const char *path = L->files.optim[r];
 		const struct zf_pv *osd = zf_pv_get(f->root, "optimizer_state_dict");
@@ -247,6 +253,14 @@ int zf_load_optim(struct zf_loader *L, struct zf_error *err)
 				return rc;
 		}
 	}
+	return ZF_OK;
+}
+
+int zf_load_optim_finish(struct zf_loader *L, struct zf_error *err)
+{
+	struct zf_ckpt *ck = L->ck;
+	uint32_t ws = L->files.world_size;
+
 	if (ck->stage == 3 && L->files.n_model != ws) {
 		zf_fail(err, ZF_ENOTFOUND,
 			"ZeRO-3 optimizer states, but %u model states file(s) instead of one per rank (%u)",

@@ -110,17 +110,37 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 		L->shared = NULL;
 
 	v = zf_pv_get(root, "ds_version");
-	if (!zf_pv_is(v, ZF_PV_STR))
-		v = zf_pv_get(L->optim[0].root, "ds_version");
-	ck->ds_version = strdup(zf_pv_is(v, ZF_PV_STR) ? v->u.str.s : "");
+	ck->ds_version = strdup(zf_pv_is(v, ZF_PV_STR) ? v->u.str.s :
+				L->optim_ds_version ? L->optim_ds_version : "");
 	if (!ck->ds_version)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	v = zf_pv_get(root, "global_steps");
 	ck->global_steps = zf_pv_is(v, ZF_PV_INT) ? (uint64_t)v->u.i : (uint64_t)-1;
 
-	/* Ranks of one save agree on the step and on param_shapes' size. */
-	for (uint32_t r = 1; r < L->files.n_model; r++) {
-		const struct zf_pv *rr = L->model[r].root;
+	if (ck->stage == 3 && L->frozen_shapes && L->frozen_shapes->u.dict.n) {
+		L->frags = calloc(L->frozen_shapes->u.dict.n * (size_t)L->files.world_size,
+				  sizeof(*L->frags));
+		if (!L->frags)
+			return zf_fail(err, ZF_ENOMEM, "out of memory");
+	}
+	return zf_load_model_rank(L, 0, err);
+}
+
+/*
+ * Rank r's model states (its pickle is parsed; it is freed right after):
+ * the same save as rank 0, and at ZeRO-3 its fragments of every frozen
+ * param, kept as byte ranges so the pickle need not stay in memory.
+ * Every rank's frozen_param_fragments lists names in frozen_param_shapes
+ * order, so each lookup tries that position first: with thousands of
+ * frozen params (LoRA) and many ranks a plain scan would be quadratic.
+ */
+int zf_load_model_rank(struct zf_loader *L, uint32_t r, struct zf_error *err)
+{
+	struct zf_ckpt *ck = L->ck;
+	const struct zf_pv *rr = L->model[r].root;
+	const struct zf_pv *frags;
+
+	if (r > 0) {
 		const struct zf_pv *gs = zf_pv_get(rr, "global_steps");
 		const struct zf_pv *ps = zf_pv_get(rr, "param_shapes");
 
@@ -133,7 +153,36 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 		}
 		if (zf_pv_count_items(ps) != zf_pv_count_items(L->param_shapes))
 			return zf_ckpt_bad(err, zf_model_path(L, r),
-				   "param_shapes differs from rank 0's: files from different runs are mixed");
+					   "param_shapes differs from rank 0's: files from different runs are mixed");
+	}
+	if (!L->frags)
+		return ZF_OK;
+	frags = zf_pv_get(rr, "frozen_param_fragments");
+	for (size_t i = 0; i < L->frozen_shapes->u.dict.n; i++) {
+		const struct zf_pv *k = L->frozen_shapes->u.dict.keys[i];
+		const struct zf_pv *fr;
+		struct zf_frag *out = &L->frags[i * L->files.world_size + r];
+		struct zf_view v;
+		int rc;
+
+		if (!zf_pv_is(k, ZF_PV_STR))
+			return zf_ckpt_bad(err, zf_model_path(L, 0),
+					   "frozen_param_shapes has a non-string name");
+		fr = zf_pv_is(frags, ZF_PV_DICT) && i < frags->u.dict.n &&
+				     zf_pv_is(frags->u.dict.keys[i], ZF_PV_STR) &&
+				     !strcmp(frags->u.dict.keys[i]->u.str.s, k->u.str.s)
+			     ? frags->u.dict.vals[i]
+			     : zf_pv_get(frags, k->u.str.s);
+		if (!fr)
+			continue; /* named when (if) the rank's part is needed */
+		rc = zf_view_resolve(&L->model[r], fr, k->u.str.s, &v, err);
+		if (rc)
+			return rc;
+		out->present = true;
+		out->source = v.source;
+		out->dtype = v.dtype;
+		out->offset = v.offset;
+		out->numel = v.numel;
 	}
 	return ZF_OK;
 }
@@ -255,42 +304,39 @@ static const struct zf_pv *get_hinted(const struct zf_pv *d, const char *key,
 	return zf_pv_get(d, key);
 }
 
-/* ZeRO-3 frozen param: rank r's fragment holds elements [r*p, (r+1)*p). */
-static int frozen_zero3(struct zf_loader *L, struct zf_tensor *t, size_t hint,
+/* ZeRO-3 frozen param i: rank r's fragment holds elements [r*p, (r+1)*p). */
+static int frozen_zero3(struct zf_loader *L, struct zf_tensor *t, size_t i,
 			struct zf_error *err)
 {
 	uint32_t ws = L->files.world_size;
 	uint64_t n = t->numel, p = n / ws + (n % ws != 0);
 
 	for (uint32_t r = 0; r < ws; r++) {
-		const struct zf_pv *frags = zf_pv_get(L->model[r].root, "frozen_param_fragments");
-		const struct zf_pv *fr = get_hinted(frags, t->name, hint);
-		uint64_t start = (uint64_t)r * p, cnt, esz;
-		struct zf_view v;
+		const struct zf_frag *fr = &L->frags[i * ws + r];
+		uint64_t start = (uint64_t)r * p, cnt;
 		int rc;
 
 		if (start >= n)
 			break;
 		cnt = n - start < p ? n - start : p;
-		if (!fr)
-			return zf_ckpt_bad(err, zf_model_path(L, r), "no fragment of frozen parameter '%s'", t->name);
-		rc = zf_view_resolve(&L->model[r], fr, t->name, &v, err);
-		if (rc)
-			return rc;
-		if (v.numel < cnt) {
+		if (!fr->present)
+			return zf_ckpt_bad(err, zf_model_path(L, r),
+					   "no fragment of frozen parameter '%s'", t->name);
+		if (fr->numel < cnt) {
 			zf_fail(err, ZF_EFORMAT,
 				"fragment of frozen parameter '%s' holds %llu elements, expected %llu (ceil(%llu/%u))",
-				t->name, (unsigned long long)v.numel,
+				t->name, (unsigned long long)fr->numel,
 				(unsigned long long)p, (unsigned long long)n, ws);
 			zf_error_where(err, zf_model_path(L, r));
 			return ZF_EFORMAT;
 		}
 		if (r == 0)
-			t->src_dtype = v.dtype;
-		else if (v.dtype != t->src_dtype)
-			return zf_ckpt_bad(err, zf_model_path(L, r), "fragments of '%s' differ in dtype across ranks", t->name);
-		esz = zf_dtype_size(v.dtype);
-		rc = zf_tensor_add_extent(t, v.source, v.offset, cnt * esz, err);
+			t->src_dtype = fr->dtype;
+		else if (fr->dtype != t->src_dtype)
+			return zf_ckpt_bad(err, zf_model_path(L, r),
+					   "fragments of '%s' differ in dtype across ranks", t->name);
+		rc = zf_tensor_add_extent(t, fr->source, fr->offset,
+					  cnt * zf_dtype_size(fr->dtype), err);
 		if (rc)
 			return rc;
 	}

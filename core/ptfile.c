@@ -988,6 +988,15 @@ void zf_ptfile_close(struct zf_ptfile *pf)
 	free(pf);
 }
 
+void zf_ptfile_drop_pickle(struct zf_ptfile *pf)
+{
+	if (!pf)
+		return;
+	free(pf->pickle);
+	pf->pickle = NULL;
+	pf->pickle_len = 0;
+}
+
 const unsigned char *zf_ptfile_pickle(const struct zf_ptfile *pf,
 				      size_t *len)
 {

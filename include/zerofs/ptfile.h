@@ -52,7 +52,11 @@ int zf_ptfile_open(const char *path, struct zf_ptfile **out,
 /* Closes the descriptor and frees everything; NULL is a no-op. */
 void zf_ptfile_close(struct zf_ptfile *pf);
 
-/* The data.pkl bytes, borrowed for the life of pf. */
+/* Frees the data.pkl bytes once parsed (a big model's are megabytes per
+ * rank); zf_ptfile_pickle() then gives NULL and length 0. */
+void zf_ptfile_drop_pickle(struct zf_ptfile *pf);
+
+/* The data.pkl bytes, borrowed until zf_ptfile_drop_pickle() or close. */
 const unsigned char *zf_ptfile_pickle(const struct zf_ptfile *pf,
 				      size_t *len);
 
