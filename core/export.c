@@ -6,7 +6,9 @@
  * and handed out from one atomic counter to the worker threads; each
  * worker reads its chunk with zf_vfile_read() (the FUSE read engine, so
  * the bytes are the mount's) into its own buffer and pwrite()s it at the
- * same offset into the file's temporary copy. Handing chunks out in order
+ * same offset into the file's temporary copy, except for runs that are
+ * verbatim source bytes (zf_vfile_segment()), which copy_file_range()
+ * copies in the kernel, as cp does. Handing chunks out in order
  * keeps only about one file per thread open at a time and lets the worker
  * that writes a file's last chunk fsync it while the others go on. The
  * calling thread only waits and reports progress.
@@ -66,6 +68,7 @@ struct job {
 	_Atomic uint64_t next;	     /* next chunk to hand out */
 	_Atomic uint64_t done_bytes; /* written so far */
 	_Atomic int failed;
+	_Atomic bool no_copy_range; /* copy_file_range() failed as unsupported */
 	int status;	      /* the first failure's, under lock */
 
 	pthread_mutex_t lock; /* guards err, opening files, running */
@@ -158,20 +161,95 @@ static int finish_file(struct job *j, struct out_file *of, struct zf_error *err)
 {
 	int rc = ZF_OK;
 
+	int fd;
+
+	/* Take the descriptor under the lock, flush it outside: an fsync
+	 * can take seconds and must not stall the other workers. */
 	pthread_mutex_lock(&j->lock);
-	if (!j->o->no_fsync && fsync(of->fd) < 0) {
+	fd = of->fd;
+	of->fd = -1;
+	pthread_mutex_unlock(&j->lock);
+	if (!j->o->no_fsync && fsync(fd) < 0) {
 		zf_fail(err, ZF_EIO, "cannot write (fsync): %s", strerror(errno));
 		zf_error_where(err, of->final);
 		rc = ZF_EIO;
 	}
-	if (close(of->fd) < 0 && !rc) {
+	if (close(fd) < 0 && !rc) {
 		zf_fail(err, ZF_EIO, "cannot write (close): %s", strerror(errno));
 		zf_error_where(err, of->final);
 		rc = ZF_EIO;
 	}
-	of->fd = -1;
-	pthread_mutex_unlock(&j->lock);
 	return rc;
+}
+
+/*
+ * Copies len bytes of of's virtual file at off into fd. Runs that are
+ * verbatim source bytes (fp32 served as fp32, passthrough files) are
+ * copied in the kernel with copy_file_range(), as cp does, which skips
+ * two copies through user memory (and may share blocks on file systems
+ * that reflink); everything else goes through the read engine into buf.
+ */
+static int copy_chunk(struct job *j, struct out_file *of, int fd,
+		      unsigned char *buf, uint64_t off, uint64_t len,
+		      struct zf_error *e)
+{
+	uint64_t end = off + len;
+
+	while (off < end) {
+		uint64_t src_off, n;
+		int src_fd;
+		int64_t got;
+		int rc;
+
+		zf_vfile_segment(j->d, of->f, off, end - off, &src_fd, &src_off, &n);
+		if (!n)
+			return zf_fail(e, ZF_ECHANGED, "'%s' ended at byte %llu, expected %llu",
+				       of->f->name, (unsigned long long)off,
+				       (unsigned long long)of->f->size);
+		if (src_fd >= 0 && !atomic_load(&j->no_copy_range)) {
+			loff_t in = (loff_t)src_off, out = (loff_t)off;
+			uint64_t left = n;
+
+			int why = 0;
+
+			while (left) {
+				ssize_t k = copy_file_range(src_fd, &in, fd, &out, left, 0);
+
+				if (k > 0) {
+					left -= (uint64_t)k;
+				} else if (k < 0 && errno == EINTR) {
+					continue;
+				} else {
+					why = k < 0 ? errno : 0;
+					break;
+				}
+			}
+			off += n - left;
+			if (!left)
+				continue;
+			/* Not supported between these file systems: copy through
+			 * memory from now on. Any other failure (a source cut
+			 * short, a full disk) is met again below and reported
+			 * with the file's name. */
+			if (why == EXDEV || why == EINVAL || why == ENOSYS || why == EOPNOTSUPP)
+				atomic_store(&j->no_copy_range, true);
+			n = left;
+		}
+		if (n > CHUNK_BYTES)
+			n = CHUNK_BYTES;
+		got = zf_vfile_read(j->d, of->f, buf, (size_t)n, off, e);
+		if (got < 0)
+			return e->status;
+		if ((uint64_t)got != n)
+			return zf_fail(e, ZF_ECHANGED, "'%s' ended at byte %llu, expected %llu",
+				       of->f->name, (unsigned long long)(off + (uint64_t)got),
+				       (unsigned long long)of->f->size);
+		rc = write_full(fd, buf, (size_t)n, off, of->final, e);
+		if (rc)
+			return rc;
+		off += n;
+	}
+	return ZF_OK;
 }
 
 static void *worker(void *arg)
@@ -186,7 +264,6 @@ static void *worker(void *arg)
 	while (!rc && !atomic_load(&j->failed) && !stopped(j)) {
 		uint64_t c = atomic_fetch_add(&j->next, 1), off, len;
 		struct out_file *of;
-		int64_t n;
 		int fd;
 
 		if (c >= j->n_chunks)
@@ -194,21 +271,9 @@ static void *worker(void *arg)
 		of = chunk_file(j, c);
 		off = (c - of->first_chunk) * CHUNK_BYTES;
 		len = of->f->size - off < CHUNK_BYTES ? of->f->size - off : CHUNK_BYTES;
-		n = zf_vfile_read(j->d, of->f, buf, (size_t)len, off, &e);
-		if (n < 0) {
-			rc = e.status;
-			break;
-		}
-		if ((uint64_t)n != len) {
-			/* The directory promised f->size bytes. */
-			rc = zf_fail(&e, ZF_ECHANGED, "'%s' ended at byte %llu, expected %llu",
-				     of->f->name, (unsigned long long)(off + (uint64_t)n),
-				     (unsigned long long)of->f->size);
-			break;
-		}
 		rc = file_fd(j, of, &fd, &e);
 		if (!rc)
-			rc = write_full(fd, buf, (size_t)len, off, of->final, &e);
+			rc = copy_chunk(j, of, fd, buf, off, len, &e);
 		if (rc)
 			break;
 		atomic_fetch_add(&j->done_bytes, len);

@@ -222,3 +222,69 @@ int64_t zf_vfile_read(const struct zf_hfdir *d, const struct zf_vfile *f,
 	}
 	return rc ? -1 : (int64_t)len;
 }
+
+/* The tensor of f holding byte off of the data section, or NULL. */
+static const struct zf_vtensor *tensor_at(const struct zf_vfile *f, uint64_t off)
+{
+	size_t lo = 0, hi = f->n_tensors;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct zf_vtensor *t = &f->tensors[mid];
+
+		if (t->offset + t->nbytes <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < f->n_tensors && f->tensors[lo].offset <= off ? &f->tensors[lo] : NULL;
+}
+
+void zf_vfile_segment(const struct zf_hfdir *d, const struct zf_vfile *f,
+		      uint64_t off, uint64_t len, int *fd, uint64_t *src_off,
+		      uint64_t *n)
+{
+	const struct zf_vtensor *t;
+	uint64_t in, base = 0;
+
+	*fd = -1;
+	*src_off = 0;
+	if (off >= f->size) {
+		*n = 0;
+		return;
+	}
+	if (len > f->size - off)
+		len = f->size - off;
+	*n = len;
+	if (f->kind == ZF_VF_PASSTHROUGH) {
+		*fd = f->fd;
+		*src_off = off;
+		return;
+	}
+	if (f->kind != ZF_VF_SAFETENSORS)
+		return;
+	if (off < f->header_len) {
+		*n = f->header_len - off < len ? f->header_len - off : len;
+		return;
+	}
+	t = tensor_at(f, off);
+	if (!t)
+		return;
+	in = off - t->offset;
+	if (t->offset + t->nbytes - off < *n)
+		*n = t->offset + t->nbytes - off;
+	if (t->dtype != t->src->src_dtype)
+		return;
+	for (size_t i = 0; i < t->src->n_extents; i++) {
+		const struct zf_extent *e = &t->src->extents[i];
+
+		if (in < base + e->len) {
+			*fd = d->ck->sources[e->source].fd;
+			*src_off = e->offset + (in - base);
+			if (base + e->len - in < *n)
+				*n = base + e->len - in;
+			return;
+		}
+		base += e->len;
+	}
+}

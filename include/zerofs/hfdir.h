@@ -104,4 +104,17 @@ int64_t zf_vfile_read(const struct zf_hfdir *d, const struct zf_vfile *f,
 		      void *dst, size_t len, uint64_t off,
 		      struct zf_error *err);
 
+/*
+ * Describes the bytes of f from off on (at most len of them): either a run
+ * that is a verbatim copy of a source file's bytes (*fd >= 0, a descriptor
+ * owned by d or its checkpoint, at *src_off), which a caller may copy
+ * in-kernel with copy_file_range(), or a run that must be read with
+ * zf_vfile_read() (*fd == -1: generated header or text, or a converted
+ * tensor). *n is the run's length: > 0 when off < f->size, 0 at or past
+ * the end.
+ */
+void zf_vfile_segment(const struct zf_hfdir *d, const struct zf_vfile *f,
+		      uint64_t off, uint64_t len, int *fd, uint64_t *src_off,
+		      uint64_t *n);
+
 #endif /* ZEROFS_HFDIR_H */
