@@ -154,21 +154,11 @@ static int read_tensor(const struct zf_ckpt *ck, const struct zf_vtensor *vt,
 	return ZF_OK;
 }
 
-static int read_safetensors(const struct zf_hfdir *d, const struct zf_vfile *f,
-			    unsigned char *out, uint64_t off, uint64_t len,
-			    struct zf_error *err)
+/* The tensor of f holding byte off of the data section, or NULL. */
+static const struct zf_vtensor *tensor_at(const struct zf_vfile *f, uint64_t off)
 {
-	uint64_t end = off + len;
 	size_t lo = 0, hi = f->n_tensors;
 
-	if (off < f->header_len) {
-		uint64_t k = f->header_len - off < len ? f->header_len - off : len;
-
-		memcpy(out, f->header + off, (size_t)k);
-		out += k;
-		off += k;
-	}
-	/* First tensor that ends after off. */
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		const struct zf_vtensor *t = &f->tensors[mid];
@@ -178,17 +168,36 @@ static int read_safetensors(const struct zf_hfdir *d, const struct zf_vfile *f,
 		else
 			hi = mid;
 	}
-	for (size_t i = lo; i < f->n_tensors && off < end; i++) {
-		const struct zf_vtensor *t = &f->tensors[i];
+	return lo < f->n_tensors && f->tensors[lo].offset <= off ? &f->tensors[lo] : NULL;
+}
+
+static int read_safetensors(const struct zf_hfdir *d, const struct zf_vfile *f,
+			    unsigned char *out, uint64_t off, uint64_t len,
+			    struct zf_error *err)
+{
+	uint64_t end = off + len;
+	const struct zf_vtensor *t;
+
+	if (off < f->header_len) {
+		uint64_t k = f->header_len - off < len ? f->header_len - off : len;
+
+		memcpy(out, f->header + off, (size_t)k);
+		out += k;
+		off += k;
+	}
+	if (off >= end)
+		return ZF_OK;
+	/* Tensors tile the data section (proven at build time), in order. */
+	t = tensor_at(f, off);
+	if (!t)
+		return zf_fail(err, ZF_EIO, "no tensor holds byte %llu of '%s'",
+			       (unsigned long long)off, f->name);
+	for (; t < f->tensors + f->n_tensors && off < end; t++) {
 		uint64_t tend = t->offset + t->nbytes, stop = end < tend ? end : tend;
 		int rc;
 
 		if (!t->nbytes)
 			continue;
-		/* Tensors tile the data section (proven at build time). */
-		if (off < t->offset)
-			return zf_fail(err, ZF_EIO, "no tensor holds byte %llu of '%s'",
-				       (unsigned long long)off, f->name);
 		rc = read_tensor(d->ck, t, off - t->offset, stop - t->offset, out, err);
 		if (rc)
 			return rc;
@@ -221,23 +230,6 @@ int64_t zf_vfile_read(const struct zf_hfdir *d, const struct zf_vfile *f,
 		break;
 	}
 	return rc ? -1 : (int64_t)len;
-}
-
-/* The tensor of f holding byte off of the data section, or NULL. */
-static const struct zf_vtensor *tensor_at(const struct zf_vfile *f, uint64_t off)
-{
-	size_t lo = 0, hi = f->n_tensors;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const struct zf_vtensor *t = &f->tensors[mid];
-
-		if (t->offset + t->nbytes <= off)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < f->n_tensors && f->tensors[lo].offset <= off ? &f->tensors[lo] : NULL;
 }
 
 void zf_vfile_segment(const struct zf_hfdir *d, const struct zf_vfile *f,
