@@ -123,7 +123,7 @@ help: ## list the targets
 
 .PHONY: all tests check bench install uninstall lint-man hdr-check clean help fuzz
 
--include $(CORE_OBJ:.o=.d) $(FS_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(FS_OBJ:.o=.d) $(UNIT_BIN:=.d) $(HELPER_BIN:=.d)
 
 demo: zerofs ## mount a generated demo checkpoint and show it
 	$(Q)PYTHON=$(PYTHON) scripts/demo.sh

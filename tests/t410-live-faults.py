@@ -697,8 +697,14 @@ def main():
                   % (lbl, fd1, fd3, r1, r3, len(s)))
             tap.ok(fd3 == fd1, "(c) %s: daemon fd count steady (%d -> %d)" % (lbl, fd1, fd3),
                    [x[1] for x in s])
-            tap.ok(r3 < r1 * 1.2, "(c) %s: daemon RSS growth < 20%% (%d kB -> %d kB)" % (lbl, r1, r3),
-                   [x[2] for x in s])
+            if "address" in os.environ.get("SANITIZE", ""):
+                # ASan's allocator keeps freed memory in caches and a
+                # quarantine, so RSS grows without a leak; LeakSanitizer
+                # checks the daemon at unmount instead (no_crash below).
+                print("# %s: RSS not compared under AddressSanitizer" % lbl)
+            else:
+                tap.ok(r3 < r1 * 1.2, "(c) %s: daemon RSS growth < 20%% (%d kB -> %d kB)" % (lbl, r1, r3),
+                       [x[2] for x in s])
         for lbl, m in (("fp32", m32), ("bf16", m16)):
             rc = m.umount()
             tap.ok(rc == 0 and not no_crash(m) and not is_mounted(m.mnt),
