@@ -96,6 +96,17 @@ tests: zerofs $(UNIT_BIN) $(HELPER_BIN)
 check: tests ## run the whole test suite
 	$(Q)PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) ZEROFS_BUILD=$(BUILD) tests/run.sh
 
+# valgrind is ~50x slower: the conversion test skips its 2^32 sweep there
+# (the sanitizer and plain runs do it).
+valgrind: tests ## run the core unit tests under valgrind (memcheck)
+	$(Q)for t in $(UNIT_BIN); do \
+		args=; case $$t in *test_convert) args=--quick ;; esac; \
+		echo "valgrind $$t $$args"; \
+		valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+			$$t $$args > $$t.valgrind.log 2>&1 || { tail -40 $$t.valgrind.log; exit 1; }; \
+		grep -E '^(not ok|1\.\.)' $$t.valgrind.log | tail -1; \
+	done
+
 bench: zerofs ## run the benchmarks, results in bench/RESULTS.md
 	$(Q)PYTHON=$(PYTHON) bench/run.sh
 
@@ -121,7 +132,7 @@ clean:
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-.PHONY: all tests check bench install uninstall lint-man hdr-check clean help fuzz
+.PHONY: all tests check valgrind bench install uninstall lint-man hdr-check clean help fuzz
 
 -include $(CORE_OBJ:.o=.d) $(FS_OBJ:.o=.d) $(UNIT_BIN:=.d) $(HELPER_BIN:=.d)
 

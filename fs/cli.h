@@ -27,7 +27,8 @@ int cli_exit_code(enum zf_status status);
 /* Prints "zerofs: <where>: <msg>" to stderr; returns the exit code. */
 int cli_report(const struct zf_error *err);
 
-/* Prints "zerofs CMD: <msg>" and a pointer to --help; returns 2. */
+/* Prints "zerofs CMD: <msg>" (unless fmt is NULL: getopt has already
+ * said what is wrong) and a pointer to --help; returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

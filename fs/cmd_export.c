@@ -105,8 +105,6 @@ int cmd_export(int argc, char **argv)
 			return ZF_EXIT_OK;
 		default:
 			rc = serve_opt(&so, c, optarg, "export");
-			if (rc == 1)
-				rc = cli_usage("export", "bad option");
 			if (rc)
 				return rc;
 		}

@@ -199,7 +199,7 @@ int cmd_inspect(int argc, char **argv)
 			fputs(inspect_usage, stdout);
 			return ZF_EXIT_OK;
 		default:
-			return cli_usage("inspect", "bad option");
+			return cli_usage("inspect", NULL);
 		}
 	}
 	if (optind != argc - 1)

@@ -166,8 +166,6 @@ int cmd_mount(int argc, char **argv)
 			goto out;
 		default:
 			rc = serve_opt(&so, c, optarg, "mount");
-			if (rc == 1)
-				rc = cli_usage("mount", "bad option");
 			if (rc)
 				goto out;
 		}

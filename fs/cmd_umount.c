@@ -43,7 +43,7 @@ int cmd_umount(int argc, char **argv)
 			fputs(umount_usage, stdout);
 			return ZF_EXIT_OK;
 		default:
-			return cli_usage("umount", "bad option");
+			return cli_usage("umount", NULL);
 		}
 	}
 	if (optind != argc - 1)

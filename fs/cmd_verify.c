@@ -230,8 +230,6 @@ int cmd_verify(int argc, char **argv)
 			return ZF_EXIT_OK;
 		default:
 			rc = serve_opt(&so, c, optarg, "verify");
-			if (rc == 1)
-				rc = cli_usage("verify", "bad option");
 			if (rc)
 				return rc;
 		}

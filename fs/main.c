@@ -68,11 +68,14 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "zerofs %s: ", cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\ntry 'zerofs %s --help'\n", cmd);
+	if (fmt) {
+		fprintf(stderr, "zerofs %s: ", cmd);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fputc('\n', stderr);
+	}
+	fprintf(stderr, "try 'zerofs %s --help'\n", cmd);
 	return ZF_EXIT_USAGE;
 }
 
@@ -122,9 +125,16 @@ int main(int argc, char **argv)
 		printf("zerofs %s\n", ZEROFS_VERSION);
 		return ZF_EXIT_OK;
 	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].fn(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		static char self[32];
+
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		/* getopt names argv[0] in its messages: "zerofs mount: ..." */
+		snprintf(self, sizeof(self), "zerofs %s", commands[i].name);
+		argv[1] = self;
+		return commands[i].fn(argc - 1, argv + 1);
+	}
 	cli_error("'%s' is not a zerofs command; see 'zerofs --help'", argv[1]);
 	return ZF_EXIT_USAGE;
 }

@@ -36,7 +36,7 @@ int serve_opt(struct serve_opts *o, int c, const char *arg, const char *cmd)
 		o->dir.config_dir = arg;
 		return 0;
 	}
-	return 1;
+	return cli_usage(cmd, NULL);
 }
 
 int serve_open(const char *path, const struct serve_opts *o,
