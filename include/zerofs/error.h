@@ -34,6 +34,9 @@ enum zf_status {
  * "" when no file is involved; `msg` says what is wrong, git style: lower
  * case, no final period, the subject in single quotes. src_file/src_line
  * record the core line that failed, for debugging only.
+ *
+ * Start each one zeroed (`struct zf_error err = { 0 };`): the first
+ * failure recorded is kept, so a record is read before it is written.
  */
 struct zf_error {
 	enum zf_status status;

@@ -80,7 +80,7 @@ static void ck_write(const char *name, const uint8_t *d, size_t n)
 static void ck_read_file(const struct zf_hfdir *d, const struct zf_vfile *f, uint64_t *budget)
 {
 	static unsigned char buf[65536];
-	struct zf_error err;
+	struct zf_error err = { 0 };
 	uint64_t off = 0;
 	int64_t n;
 
@@ -106,7 +106,7 @@ int ZF_FUZZ_ENTRY(const uint8_t *data, size_t size)
 	struct zf_hfdir_options o = { 0 };
 	struct zf_ckpt *ck = NULL;
 	struct zf_hfdir *d = NULL;
-	struct zf_error err;
+	struct zf_error err = { 0 };
 	uint64_t budget = 64u << 20;
 	char sub[300];
 	size_t pos = 1;

@@ -71,7 +71,7 @@ static uint64_t pickle_walk(const struct zf_pv *v, int depth, long *budget)
 int ZF_FUZZ_ENTRY(const uint8_t *data, size_t size)
 {
 	struct zf_pickle *p = NULL;
-	struct zf_error err;
+	struct zf_error err = { 0 };
 	long budget = 1000000;
 	volatile uint64_t sink;
 

@@ -28,7 +28,7 @@ int ZF_FUZZ_ENTRY(const uint8_t *data, size_t size)
 	struct zf_ptfile *pf = NULL;
 	struct zf_ptfile_entry ent;
 	struct zf_record rec;
-	struct zf_error err;
+	struct zf_error err = { 0 };
 	size_t i, plen;
 
 	if (fd < 0 && (fd = memfd_create("fuzz.pt", 0)) >= 0)
