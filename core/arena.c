@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -26,6 +27,55 @@ struct zf_arena_chunk {
 	/* Keeps data[] aligned for doubles and pointers. */
 	_Alignas(ARENA_ALIGN) char data[];
 };
+
+/*
+ * Full-size mapped chunks freed by one parse are kept for the next: a
+ * checkpoint with many ranks parses one pickle per file, and mapping
+ * fresh populated pages each time costs more in the kernel (zeroing them)
+ * than the parse itself. zf_arena_trim() gives them back.
+ */
+#define ARENA_CACHE_MAX 32
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct zf_arena_chunk *cache[ARENA_CACHE_MAX];
+static size_t cache_n;
+
+static struct zf_arena_chunk *cache_take(size_t bytes)
+{
+	struct zf_arena_chunk *c = NULL;
+
+	pthread_mutex_lock(&cache_lock);
+	if (cache_n && cache[cache_n - 1]->mapped == bytes)
+		c = cache[--cache_n];
+	pthread_mutex_unlock(&cache_lock);
+	return c;
+}
+
+static bool cache_give(struct zf_arena_chunk *c)
+{
+	bool kept = false;
+
+	if (c->size != ARENA_MAX_CHUNK)
+		return false;
+	pthread_mutex_lock(&cache_lock);
+	if (cache_n < ARENA_CACHE_MAX) {
+		cache[cache_n++] = c;
+		kept = true;
+	}
+	pthread_mutex_unlock(&cache_lock);
+	return kept;
+}
+
+void zf_arena_trim(void)
+{
+	pthread_mutex_lock(&cache_lock);
+	while (cache_n) {
+		struct zf_arena_chunk *c = cache[--cache_n];
+
+		munmap(c, c->mapped);
+	}
+	pthread_mutex_unlock(&cache_lock);
+}
 
 static size_t round_up(size_t n)
 {
@@ -51,7 +101,9 @@ static struct zf_arena_chunk *new_chunk(struct zf_arena *a, size_t size)
 		a->over_cap = true;
 		return NULL;
 	}
-	if (bytes >= ARENA_MAP_MIN) {
+	if (bytes >= ARENA_MAP_MIN && (c = cache_take(bytes))) {
+		/* reused: still mapped and populated */
+	} else if (bytes >= ARENA_MAP_MIN) {
 		/* Populating the whole chunk at once is much cheaper than
 		 * taking a page fault on each of its pages. */
 		void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
@@ -170,9 +222,9 @@ void zf_arena_release(struct zf_arena *a)
 	while (c) {
 		struct zf_arena_chunk *next = c->next;
 
-		if (c->mapped)
+		if (c->mapped && !cache_give(c))
 			munmap(c, c->mapped);
-		else
+		else if (!c->mapped)
 			free(c);
 		c = next;
 	}

@@ -54,7 +54,12 @@ void *zf_arena_grow(struct zf_arena *a, void *p, size_t old_size,
 /* A NUL-terminated copy of len bytes at s (which may contain NULs). */
 char *zf_arena_memdup0(struct zf_arena *a, const void *s, size_t len);
 
-/* Frees every chunk; the arena is empty (and reusable) afterwards. */
+/* Frees every chunk; the arena is empty (and reusable) afterwards.
+ * Full-size chunks are kept (up to 32 MiB, process-wide) for the next
+ * arena, until zf_arena_trim(). */
 void zf_arena_release(struct zf_arena *a);
+
+/* Returns the kept chunks to the system (after a burst of parses). */
+void zf_arena_trim(void);
 
 #endif /* ZEROFS_ARENA_H */

@@ -28,6 +28,8 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "arena.h"
+#include "io.h"
 #include "strmap.h"
 
 int zf_ckpt_bad(struct zf_error *err, const char *path, const char *fmt, ...)
@@ -56,7 +58,7 @@ static int open_file(struct zf_loader *L, const char *path, struct zf_loaded *f,
 	struct stat st;
 	int rc;
 
-	rc = zf_ptfile_open(path, &f->pf, err);
+	rc = zf_ptfile_open_flags(path, ZF_PTFILE_LAZY_PICKLE, &f->pf, err);
 	if (rc)
 		return rc;
 	if (fstat(zf_ptfile_fd(f->pf), &st) < 0) {
@@ -89,8 +91,13 @@ static int parse(struct zf_loaded *f, struct zf_error *err)
 	size_t len;
 	int rc;
 
+	rc = zf_ptfile_load_pickle(f->pf, err);
+	if (rc)
+		return rc;
 	pkl = zf_ptfile_pickle(f->pf, &len);
 	rc = zf_pickle_load(pkl, len, NULL, &f->pk, err);
+	/* Parsed values copy what they keep: the bytes can go. */
+	zf_ptfile_drop_pickle(f->pf);
 	if (rc) {
 		zf_error_where(err, path);
 		return rc;
@@ -114,6 +121,28 @@ static void unparse(struct zf_loaded *f)
 	zf_ptfile_drop_pickle(f->pf);
 }
 
+/* Whether f's data.pkl holds exactly rank 1's bytes, compared piecewise
+ * straight from the file (no buffer the size of the pickle). */
+static bool same_as_template(const struct zf_loader *L, const struct zf_loaded *f)
+{
+	unsigned char buf[64 << 10];
+	struct zf_record rec;
+	uint64_t done = 0;
+
+	zf_ptfile_pickle_record(f->pf, &rec);
+	if (rec.size != L->tmpl_len)
+		return false;
+	while (done < rec.size) {
+		size_t n = rec.size - done < sizeof(buf) ? (size_t)(rec.size - done) : sizeof(buf);
+
+		if (zf_pread_full(zf_ptfile_fd(f->pf), buf, n, rec.offset + done, NULL) ||
+		    memcmp(buf, L->tmpl_bytes + done, n))
+			return false;
+		done += n;
+	}
+	return true;
+}
+
 /*
  * Parses rank r's optimizer (optim) or model states file, reads what is
  * needed from it, and frees the parsed pickle at once: a 64-rank
@@ -125,8 +154,21 @@ static int load_rank(struct zf_loader *L, bool optim, uint32_t r,
 		     struct zf_error *err)
 {
 	struct zf_loaded *f = optim ? &L->optim[r] : &L->model[r];
-	int rc = parse(f, err);
+	int rc;
 
+	/*
+	 * Ranks after the first write byte-identical model states pickles
+	 * (the same names, shapes and storage keys; only the data records
+	 * differ), so identical bytes reuse rank 1's tree: same bytes, same
+	 * tree. Views still resolve against this rank's own file.
+	 */
+	if (!optim && r > 1 && L->tmpl_bytes && same_as_template(L, f)) {
+		f->root = L->model[1].root;
+		rc = zf_load_model_rank(L, r, err);
+		f->root = NULL;
+		return rc;
+	}
+	rc = parse(f, err);
 	if (!rc)
 		rc = optim ? zf_load_optim_rank(L, r, err) : zf_load_model_rank(L, r, err);
 	unparse(f);
@@ -215,6 +257,7 @@ static void loader_release(struct zf_loader *L)
 			free(L->ranks[r].v);
 	free(L->optim_ds_version);
 	free(L->frags);
+	free(L->tmpl_bytes);
 	free(L->ranks);
 	free(L->params);
 	zf_strmap_release(&L->names);
@@ -276,8 +319,31 @@ int zf_ckpt_open(const char *path, const struct zf_ckpt_options *opts,
 		rc = load_ranks(&L, true, 1, L.files.world_size, err);
 	if (!rc)
 		rc = zf_load_optim_finish(&L, err);
+	/* Rank 1's model states stay parsed while the others are compared
+	 * with them (see load_rank). */
+	if (!rc && L.files.n_model > 1) {
+		size_t len;
+
+		rc = zf_ptfile_load_pickle(L.model[1].pf, err);
+		if (!rc) {
+			const unsigned char *pkl = zf_ptfile_pickle(L.model[1].pf, &len);
+
+			L.tmpl_bytes = malloc(len ? len : 1);
+			if (!L.tmpl_bytes)
+				rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+			else
+				memcpy(L.tmpl_bytes, pkl, len);
+			L.tmpl_len = len;
+		}
+		if (!rc)
+			rc = parse(&L.model[1], err);
+		if (!rc)
+			rc = zf_load_model_rank(&L, 1, err);
+	}
 	if (!rc)
-		rc = load_ranks(&L, false, 1, L.files.n_model, err);
+		rc = load_ranks(&L, false, 2, L.files.n_model, err);
+	if (L.files.n_model > 1)
+		unparse(&L.model[1]);
 	if (rc)
 		goto out;
 
@@ -343,6 +409,7 @@ int zf_ckpt_open(const char *path, const struct zf_ckpt_options *opts,
 	}
 out:
 	loader_release(&L);
+	zf_arena_trim(); /* parsing is over: a mount daemon keeps none of it */
 	for (uint32_t i = 0; L.model && i < L.files.n_model; i++)
 		zf_ptfile_close(L.model[i].pf);
 	for (uint32_t i = 0; L.optim && i < L.files.world_size; i++)
@@ -429,23 +496,46 @@ const char *zf_layout_str(enum zf_layout layout)
 	return "?";
 }
 
-int zf_ckpt_check_crc(const struct zf_ckpt *ck, size_t source,
-		      struct zf_error *err)
+/* The open zip of source file `source`, or NULL (err set). */
+static const struct zf_ptfile *ptfile_of(const struct zf_ckpt *ck, size_t source,
+					 struct zf_error *err)
 {
 	const struct zf_ckpt_private *priv = (const struct zf_ckpt_private *)(ck + 1);
 
-	if (source >= ck->n_sources)
-		return zf_fail(err, ZF_EUSAGE, "no source file %zu (the checkpoint has %zu)",
-			       source, ck->n_sources);
+	if (source >= ck->n_sources) {
+		zf_fail(err, ZF_EUSAGE, "no source file %zu (the checkpoint has %zu)",
+			source, ck->n_sources);
+		return NULL;
+	}
 	/* The ptfiles were kept in source order; match by descriptor rather
 	 * than trust that. */
 	for (size_t i = 0; i < priv->n; i++) {
 		size_t k = (source + i) % priv->n;
 
 		if (zf_ptfile_fd(priv->pfs[k]) == ck->sources[source].fd)
-			return zf_ptfile_check_crc(priv->pfs[k], err);
+			return priv->pfs[k];
 	}
 	zf_fail(err, ZF_EUSAGE, "source file %zu has no open zip", source);
 	zf_error_where(err, ck->sources[source].path);
-	return ZF_EUSAGE;
+	return NULL;
+}
+
+int zf_ckpt_check_crc(const struct zf_ckpt *ck, size_t source,
+		      struct zf_error *err)
+{
+	const struct zf_ptfile *pf = ptfile_of(ck, source, err);
+
+	if (!pf)
+		return ZF_EUSAGE;
+	return zf_ptfile_check_crc(pf, err);
+}
+
+int zf_ckpt_check_zip(const struct zf_ckpt *ck, size_t source,
+		      struct zf_error *err)
+{
+	const struct zf_ptfile *pf = ptfile_of(ck, source, err);
+
+	if (!pf)
+		return ZF_EUSAGE;
+	return zf_ptfile_cross_check(pf, err);
 }

@@ -107,6 +107,8 @@ struct zf_loader {
 	bool has_step0;
 	char *optim_ds_version; /* rank 0 optimizer file's ds_version, or NULL */
 	struct zf_frag *frags;	/* ZeRO-3 frozen fragments: [frozen i][rank r] */
+	unsigned char *tmpl_bytes; /* rank 1's model states pickle (see load_rank) */
+	size_t tmpl_len;
 };
 
 /* Records a format error in file path and returns ZF_EFORMAT. */

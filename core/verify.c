@@ -130,6 +130,26 @@ static void check_sources(struct builder *b, const struct zf_ckpt *ck)
 		    ck->n_sources, (unsigned long long)total);
 }
 
+/* Two zip readers, ours and libzip, agree on every file's directory. */
+static void check_zip(struct builder *b, const struct zf_ckpt *ck)
+{
+	size_t bad = 0;
+
+	begin(b);
+	for (size_t i = 0; i < ck->n_sources; i++) {
+		struct zf_error e = { 0 };
+
+		if (zf_ckpt_check_zip(ck, i, &e)) {
+			bad++;
+			add(b, "zip", false, ck->sources[i].path, "%s", e.msg);
+		}
+	}
+	end(b, "zip");
+	if (!bad)
+		add(b, "zip", true, "", "libzip reads the same entries as zerofs in all %zu files",
+		    ck->n_sources);
+}
+
 static void check_extents(struct builder *b, const struct zf_ckpt *ck)
 {
 	size_t checked = 0, before = b->r->n_problems;
@@ -608,6 +628,7 @@ int zf_verify(const struct zf_hfdir *d, const struct zf_verify_options *o,
 		goto out;
 	}
 	check_sources(&b, ck);
+	check_zip(&b, ck);
 	check_extents(&b, ck);
 	check_overlap(&b, ck);
 	if (b.rc)

@@ -154,4 +154,13 @@ const char *zf_layout_str(enum zf_layout layout);
 int zf_ckpt_check_crc(const struct zf_ckpt *ck, size_t source,
 		      struct zf_error *err);
 
+/*
+ * Reads source file `source`'s zip directory a second time, with libzip,
+ * and checks that both readers see the same entries (names, sizes,
+ * methods, CRCs). zerofs serves from its own reader; this independent
+ * opinion is verify's. ZF_EFORMAT names the first disagreement.
+ */
+int zf_ckpt_check_zip(const struct zf_ckpt *ck, size_t source,
+		      struct zf_error *err);
+
 #endif /* ZEROFS_CKPT_H */

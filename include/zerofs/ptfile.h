@@ -3,8 +3,10 @@
  * @file ptfile.h
  * A torch.save() file: a zip whose records are stored uncompressed.
  *
- * Opening reads the central directory (ZIP64 included: real optimizer
- * files are far over 4 GiB), finds the record prefix from the entry that
+ * Opening reads the central directory itself (ZIP64 included: real
+ * optimizer files are far over 4 GiB; libzip 1.7 has no call that gives
+ * an entry's data offset, and zf_ptfile_cross_check() lets libzip read the
+ * same directory independently), finds the record prefix from the entry that
  * ends in "/data.pkl" and loads that pickle into memory. A storage
  * record's absolute data offset is computed from its *local* header (the
  * local extra field torch uses for 64-byte alignment differs from the
@@ -48,6 +50,21 @@ struct zf_ptfile;
  */
 int zf_ptfile_open(const char *path, struct zf_ptfile **out,
 		   struct zf_error *err);
+
+/* zf_ptfile_open_flags(): do not read data.pkl at open (see
+ * zf_ptfile_load_pickle), for callers that open many files and parse
+ * them one at a time. */
+#define ZF_PTFILE_LAZY_PICKLE 1u
+
+int zf_ptfile_open_flags(const char *path, unsigned flags,
+			 struct zf_ptfile **out, struct zf_error *err);
+
+/* Where data.pkl's bytes are in the file (located and checked at open). */
+void zf_ptfile_pickle_record(const struct zf_ptfile *pf, struct zf_record *rec);
+
+/* Reads data.pkl into memory if it is not there (after a lazy open or
+ * zf_ptfile_drop_pickle). Not safe to call on one pf from two threads. */
+int zf_ptfile_load_pickle(struct zf_ptfile *pf, struct zf_error *err);
 
 /* Closes the descriptor and frees everything; NULL is a no-op. */
 void zf_ptfile_close(struct zf_ptfile *pf);
@@ -99,6 +116,15 @@ struct zf_ptfile_entry {
 /* Fills *ent for entry i; ZF_EUSAGE (nothing filled) when i >= count. */
 int zf_ptfile_entry(const struct zf_ptfile *pf, size_t i,
 		    struct zf_ptfile_entry *ent);
+
+/*
+ * Opens the file a second time through libzip, an independent reader of
+ * the same central directory, and checks that it sees the same entries:
+ * names, sizes, methods, CRCs. Not done at open (it costs more than the
+ * open itself on files with thousands of records); verify does it.
+ * ZF_EFORMAT names the first entry the readers disagree on.
+ */
+int zf_ptfile_cross_check(const struct zf_ptfile *pf, struct zf_error *err);
 
 /*
  * Reads every stored record through libzip and checks its CRC-32 against
