@@ -50,6 +50,7 @@ int ZF_FUZZ_ENTRY(const uint8_t *data, size_t size)
 	}
 	if (i != zf_ptfile_count(pf))
 		abort();
+	zf_ptfile_cross_check(pf, &err);
 	zf_ptfile_check_crc(pf, &err);
 	zf_ptfile_close(pf);
 	return 0;
