@@ -62,6 +62,32 @@ static int mount_bdi(const char *mnt, char *bdi, size_t size)
 	return found ? 0 : -1;
 }
 
+/* The file system type of the mount at mnt ("fuse.zerofs", ...) into
+ * type, or -1 when mnt is not a mount point. */
+static int mount_type(const char *mnt, char *type, size_t size)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[8192];
+	int found = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char point[PATH_MAX], *sep, fstype[256];
+
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 || strcmp(point, mnt))
+			continue;
+		/* Fields after " - " are: type, source, super options. */
+		sep = strstr(line, " - ");
+		if (sep && sscanf(sep + 3, "%255s", fstype) == 1) {
+			snprintf(type, size, "%s", fstype);
+			found = 0;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 static void set_readahead(const char *mnt, unsigned kb)
 {
 	char bdi[64], path[128], val[32];
@@ -178,6 +204,17 @@ int cmd_mount(int argc, char **argv)
 		cli_error("'%s': cannot use as a mount point: %s", argv[optind + 1], strerror(errno));
 		rc = ZF_EXIT_USAGE;
 		goto out;
+	}
+	{
+		char type[256];
+
+		/* Mounting again on a zerofs mount would stack a second one
+		 * that hides the first; say so instead. */
+		if (!mount_type(mnt, type, sizeof(type)) && !strcmp(type, "fuse.zerofs")) {
+			cli_error("'%s': already a zerofs mount; 'zerofs umount %s' first", mnt, mnt);
+			rc = ZF_EXIT_USAGE;
+			goto out;
+		}
 	}
 	rc = serve_open(argv[optind], &so, &ck, &dir);
 	if (rc)

@@ -224,6 +224,14 @@ try:
             proc.kill()
             proc.wait()
         proc.stderr.close()
+    # Mounting again on a zerofs mount point is refused: a second mount
+    # would stack on the first and hide it.
+    with mounted(good) as m:
+        p = run(["mount", good, m.path])
+        n = sum(1 for line in open("/proc/self/mountinfo") if f" {m.path} " in line)
+        tap.ok(p.returncode == 2 and "already a zerofs mount" in p.stderr and n == 1,
+               "mounting again on a zerofs mount point exits 2, names it, stacks nothing",
+               (p.returncode, p.stderr, n))
 finally:
     for d in MADE:
         unmount(d)
