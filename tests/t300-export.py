@@ -15,7 +15,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from zftest import Tap, fixtures, run, TMPROOT, ROOT, f32_to_bf16, sha  # noqa: E402
+from zftest import Tap, fixtures, checkpoints, run, TMPROOT, ROOT, f32_to_bf16, sha  # noqa: E402
 
 DTYPES = {"fp32": ("float32", "F32"), "bf16": ("bfloat16", "BF16"), "fp16": ("float16", "F16")}
 INT_DTYPES = {"torch.int64": "I64", "torch.int32": "I32", "torch.int16": "I16",
@@ -136,9 +136,9 @@ def leftovers(d):
     return [f for f in os.listdir(d) if "zerofs-tmp" in f] if os.path.isdir(d) else []
 
 
-fx = fixtures()
-if not fx:
-    tap.skip("real fixtures", "../shared/fixtures/real is absent")
+if not fixtures():
+    print("# ../shared/fixtures/real is absent: generated checkpoints only")
+fx = checkpoints()
 for name, d, ref in fx:
     outs = {}
     for dt in DTYPES:

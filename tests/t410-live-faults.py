@@ -428,12 +428,14 @@ def proc_worker(mnt, exp, names, deadline, seed, q):
 def daemon_stats(pid):
     try:
         nfd = len(os.listdir("/proc/%d/fd" % pid))
-        rss = 0
+        rss = threads = 0
         with open("/proc/%d/status" % pid) as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     rss = int(line.split()[1])
-        return nfd, rss
+                elif line.startswith("Threads:"):
+                    threads = int(line.split()[1])
+        return nfd, rss, threads
     except OSError:
         return None
 
@@ -472,7 +474,7 @@ def stress(mounts_exp, seconds):
         for label, m, _ in mounts_exp:
             s = daemon_stats(m.proc.pid)
             if s:
-                samples[label].append((now, s[0], s[1]))
+                samples[label].append((now, s[0], s[1], s[2]))
         time.sleep(0.25)
     for t in threads:
         t.join(30)
@@ -693,8 +695,9 @@ def main():
             first, last = s[:k], s[-k:]
             fd1, fd3 = max(x[1] for x in first), max(x[1] for x in last)
             r1, r3 = max(x[2] for x in first), max(x[2] for x in last)
-            print("# %s daemon: fds %d -> %d, VmRSS %d kB -> %d kB (%d samples)"
-                  % (lbl, fd1, fd3, r1, r3, len(s)))
+            t1, t3 = max(x[3] for x in first), max(x[3] for x in last)
+            print("# %s daemon: fds %d -> %d, VmRSS %d kB -> %d kB, threads %d -> %d (%d samples)"
+                  % (lbl, fd1, fd3, r1, r3, t1, t3, len(s)))
             tap.ok(fd3 == fd1, "(c) %s: daemon fd count steady (%d -> %d)" % (lbl, fd1, fd3),
                    [x[1] for x in s])
             if "address" in os.environ.get("SANITIZE", ""):
@@ -703,8 +706,14 @@ def main():
                 # checks the daemon at unmount instead (no_crash below).
                 print("# %s: RSS not compared under AddressSanitizer" % lbl)
             else:
-                tap.ok(r3 < r1 * 1.2, "(c) %s: daemon RSS growth < 20%% (%d kB -> %d kB)" % (lbl, r1, r3),
-                       [x[2] for x in s])
+                # libfuse starts serving threads as concurrency rises (up
+                # to --threads, 8) and keeps them; each holds a request
+                # buffer, a reply buffer and a conversion buffer, 1 MiB
+                # each. Growth beyond that would be a leak.
+                allowed = r1 * 1.2 + max(0, t3 - t1) * 3 * 1024 + 512
+                tap.ok(r3 < allowed,
+                       "(c) %s: daemon RSS steady (%d kB -> %d kB; %d new serving threads allow %d kB)"
+                       % (lbl, r1, r3, max(0, t3 - t1), allowed), [(x[2], x[3]) for x in s])
         for lbl, m in (("fp32", m32), ("bf16", m16)):
             rc = m.umount()
             tap.ok(rc == 0 and not no_crash(m) and not is_mounted(m.mnt),

@@ -112,3 +112,39 @@ def f32_to_bf16(a):
 
 def sha(b):
     return hashlib.sha256(b).hexdigest()
+
+
+# Checkpoints the tests make themselves, in the fixtures' format (dir +
+# NAME.ref.json + NAME.ref.pt): they cover what the real ones cover, plus
+# 0-element, 1-element and 0-dim tensors, and run where ../shared is absent.
+GENERATED = [
+    ("gen_z3_ws3_bf16", ["--stage", "3", "--ws", "3", "--dtype", "bf16", "--frozen", "--tied"]),
+    ("gen_z2_ws2_fp16", ["--stage", "2", "--ws", "2", "--dtype", "fp16", "--tied"]),
+    ("gen_z1_ws2_frozen", ["--stage", "1", "--ws", "2", "--frozen", "--tied"]),
+    ("gen_bf16opt_ws2", ["--bf16-optimizer", "--ws", "2"]),
+    ("gen_z3_ws2_prefix", ["--stage", "3", "--ws", "2", "--prefix", "llm."]),
+]
+
+
+def generated():
+    """(name, dir, ref) for the GENERATED checkpoints, made once per test
+    run under $TMPROOT (tests/run.sh shares it between tests)."""
+    base = os.path.join(TMPROOT, "zftest-generated")
+    os.makedirs(base, exist_ok=True)
+    gen = os.path.join(ROOT, "tests", "gen", "make_ckpt.py")
+    out = []
+    for name, opts in GENERATED:
+        ref = os.path.join(base, name + ".ref.json")
+        if not os.path.exists(ref):
+            p = subprocess.run([sys.executable, gen, "--out", base, "--name", name] + opts,
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                raise RuntimeError(f"make_ckpt {name}: {p.stderr[-2000:]}")
+        with open(ref) as f:
+            out.append((name, os.path.join(base, name), json.load(f)))
+    return out
+
+
+def checkpoints():
+    """The real fixtures (when ../shared is there) and the generated set."""
+    return fixtures() + generated()
