@@ -55,6 +55,25 @@ static int choose_prefix(const struct zf_ckpt *ck, const char *want,
 	return *prefix ? ZF_OK : zf_fail(err, ZF_ENOMEM, "out of memory");
 }
 
+/* Frees n files and the array holding them (NULL is a no-op). */
+static void free_files(struct zf_vfile *files, size_t n)
+{
+	for (size_t i = 0; files && i < n; i++) {
+		struct zf_vfile *f = &files[i];
+
+		free(f->name);
+		free(f->header);
+		for (size_t j = 0; j < f->n_tensors; j++)
+			free(f->tensors[j].name);
+		free(f->tensors);
+		free(f->data);
+		free(f->path);
+		if (f->fd >= 0)
+			close(f->fd);
+	}
+	free(files);
+}
+
 static int cmp_vfile(const void *a, const void *b)
 {
 	return strcmp(((const struct zf_vfile *)a)->name,
@@ -263,11 +282,7 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 	*out = d;
 	d = NULL;
 out:
-	if (files.v) {
-		struct zf_hfdir tmp = { .files = files.v, .n_files = files.n };
-
-		zf_hfdir_free(&tmp);
-	}
+	free_files(files.v, files.n);
 	if (d) {
 		free(d->prefix);
 		free(d->config_source);
@@ -281,28 +296,11 @@ out:
 	return rc;
 }
 
-/* Frees the files of d, then d itself unless d lives on the caller's stack
- * (zf_hfdir_build's cleanup passes one with ck == NULL). */
 void zf_hfdir_free(struct zf_hfdir *d)
 {
 	if (!d)
 		return;
-	for (size_t i = 0; i < d->n_files; i++) {
-		struct zf_vfile *f = &d->files[i];
-
-		free(f->name);
-		free(f->header);
-		for (size_t j = 0; j < f->n_tensors; j++)
-			free(f->tensors[j].name);
-		free(f->tensors);
-		free(f->data);
-		free(f->path);
-		if (f->fd >= 0)
-			close(f->fd);
-	}
-	free(d->files);
-	if (!d->ck)
-		return;
+	free_files(d->files, d->n_files);
 	free(d->prefix);
 	free(d->config_source);
 	free(d);
