@@ -21,6 +21,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "text.h"
+
 /* ---- a growable byte buffer that remembers failure ------------------- */
 
 struct sbuf {
@@ -88,62 +90,20 @@ static void sb_u4(struct sbuf *b, unsigned v)
 	sb_add(b, t, sizeof(t));
 }
 
-/* ---- UTF-8 ----------------------------------------------------------- */
-
-/*
- * Decodes one code point at s[*i], strictly (no overlong forms, no
- * surrogates, nothing past U+10FFFF): what Rust's str::from_utf8 accepts,
- * and so what a safetensors reader accepts. Returns false on bad input.
- */
-static bool utf8_next(const unsigned char *s, size_t *i, uint32_t *cp)
+/* The short JSON escape for c ('n' for a newline, ...), or 0. Python
+ * and serde_json use the same five plus the quote and the backslash. */
+static char short_escape(uint32_t c)
 {
-	unsigned c = s[*i];
-	uint32_t v, min;
-	int extra;
-
-	if (c < 0x80) {
-		*cp = c;
-		(*i)++;
-		return true;
+	switch (c) {
+	case '"': return '"';
+	case '\\': return '\\';
+	case '\b': return 'b';
+	case '\f': return 'f';
+	case '\n': return 'n';
+	case '\r': return 'r';
+	case '\t': return 't';
 	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		extra = 1;
-		v = c & 0x1f;
-		min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		extra = 2;
-		v = c & 0x0f;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		extra = 3;
-		v = c & 0x07;
-		min = 0x10000;
-	} else {
-		return false;
-	}
-	for (int k = 1; k <= extra; k++) {
-		unsigned cc = s[*i + k]; /* a NUL stops us before the end */
-
-		if ((cc & 0xc0) != 0x80)
-			return false;
-		v = (v << 6) | (cc & 0x3f);
-	}
-	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return false;
-	*cp = v;
-	*i += (size_t)extra + 1;
-	return true;
-}
-
-static bool utf8_valid(const char *s)
-{
-	size_t i = 0;
-	uint32_t cp;
-
-	while (s[i])
-		if (!utf8_next((const unsigned char *)s, &i, &cp))
-			return false;
-	return true;
+	return 0;
 }
 
 /*
@@ -160,21 +120,13 @@ static void sb_json_serde(struct sbuf *b, const char *s)
 	sb_add(b, "\"", 1);
 	for (size_t i = 0; p[i]; i++) {
 		unsigned c = p[i];
-		char esc = 0;
+		char esc;
 
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
 		sb_add(b, p + run, i - run);
 		run = i + 1;
-		switch (c) {
-		case '"': esc = '"'; break;
-		case '\\': esc = '\\'; break;
-		case '\b': esc = 'b'; break;
-		case '\f': esc = 'f'; break;
-		case '\n': esc = 'n'; break;
-		case '\r': esc = 'r'; break;
-		case '\t': esc = 't'; break;
-		}
+		esc = short_escape(c);
 		if (esc) {
 			char t[2] = { '\\', esc };
 
@@ -196,14 +148,14 @@ static void sb_json_serde(struct sbuf *b, const char *s)
 static void sb_json_ascii(struct sbuf *b, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
+	size_t i = 0, n = strlen(s);
 
 	sb_add(b, "\"", 1);
-	while (p[i]) {
+	while (i < n) {
 		uint32_t c;
-		char esc = 0;
+		char esc;
 
-		if (!utf8_next(p, &i, &c))
+		if (!zf_utf8_next(p, n, &i, &c))
 			return; /* callers validate first */
 		if (c >= 0x20 && c <= 0x7e && c != '"' && c != '\\') {
 			char ch = (char)c;
@@ -211,15 +163,7 @@ static void sb_json_ascii(struct sbuf *b, const char *s)
 			sb_add(b, &ch, 1);
 			continue;
 		}
-		switch (c) {
-		case '"': esc = '"'; break;
-		case '\\': esc = '\\'; break;
-		case '\b': esc = 'b'; break;
-		case '\f': esc = 'f'; break;
-		case '\n': esc = 'n'; break;
-		case '\r': esc = 'r'; break;
-		case '\t': esc = 't'; break;
-		}
+		esc = short_escape(c);
 		if (esc) {
 			char t[2] = { '\\', esc };
 
@@ -268,7 +212,7 @@ static int check_tensor(const struct zf_st_tensor *t, struct zf_error *err)
 
 	if (!t->name)
 		return zf_fail(err, ZF_EFORMAT, "tensor without a name");
-	if (!utf8_valid(t->name))
+	if (!zf_utf8_valid(t->name, strlen(t->name)))
 		return zf_fail(err, ZF_EFORMAT,
 			       "tensor name '%s' is not valid UTF-8", t->name);
 	/* A tensor called __metadata__ would collide with the metadata
@@ -311,7 +255,7 @@ int zf_st_layout(const struct zf_st_tensor *tensors, size_t n,
 
 	*header = NULL;
 	*header_len = 0;
-	if (metadata_format && !utf8_valid(metadata_format))
+	if (metadata_format && !zf_utf8_valid(metadata_format, strlen(metadata_format)))
 		return zf_fail(err, ZF_EFORMAT,
 			       "metadata format is not valid UTF-8");
 	for (size_t i = 0; i < n; i++) {
@@ -488,7 +432,7 @@ int zf_st_index_json(const char *const *names, const uint32_t *shard_of,
 	*out = NULL;
 	*out_len = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!names[i] || !utf8_valid(names[i]))
+		if (!names[i] || !zf_utf8_valid(names[i], strlen(names[i])))
 			return zf_fail(err, ZF_EFORMAT,
 				       "tensor name '%s' is not valid UTF-8",
 				       names[i] ? names[i] : "(null)");

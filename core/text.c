@@ -6,46 +6,59 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t seq_len(const unsigned char *s, size_t n)
+bool zf_utf8_next(const unsigned char *s, size_t n, size_t *i, uint32_t *cp)
 {
-	uint32_t cp;
-	size_t len;
+	unsigned c;
+	uint32_t v, min;
+	size_t extra;
 
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xC2 && s[0] <= 0xDF)
-		len = 2, cp = s[0] & 0x1F;
-	else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-		len = 3, cp = s[0] & 0x0F;
-	else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3F);
+	if (*i >= n)
+		return false;
+	c = s[*i];
+	if (c < 0x80) {
+		*cp = c;
+		(*i)++;
+		return true;
 	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return len;
+	if (c >= 0xc2 && c <= 0xdf) {
+		extra = 1;
+		v = c & 0x1f;
+		min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		extra = 2;
+		v = c & 0x0f;
+		min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		extra = 3;
+		v = c & 0x07;
+		min = 0x10000;
+	} else {
+		return false;
+	}
+	if (extra >= n - *i)
+		return false;
+	for (size_t k = 1; k <= extra; k++) {
+		unsigned cc = s[*i + k];
+
+		if ((cc & 0xc0) != 0x80)
+			return false;
+		v = (v << 6) | (cc & 0x3f);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return false;
+	*cp = v;
+	*i += extra + 1;
+	return true;
 }
 
 bool zf_utf8_valid(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	uint32_t cp;
 
-	for (size_t i = 0; i < len;) {
-		size_t k = seq_len(p + i, len - i);
-
-		if (!k)
+	for (size_t i = 0; i < len;)
+		if (!zf_utf8_next(p, len, &i, &cp))
 			return false;
-		i += k;
-	}
 	return true;
 }
 
@@ -57,7 +70,9 @@ char *zf_printable(const char *s, char *buf, size_t size)
 	if (!size)
 		return buf;
 	for (size_t i = 0; i < n;) {
-		size_t k = seq_len(p + i, n - i);
+		size_t j = i;
+		uint32_t cp;
+		size_t k = zf_utf8_next(p, n, &j, &cp) ? j - i : 0;
 		bool plain = k > 1 || (k == 1 && p[i] >= 0x20 && p[i] != 0x7F && p[i] != '\\');
 
 		if (used + (plain ? k : 4) + 4 >= size) {

@@ -9,9 +9,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-/* True when s (len bytes) is valid UTF-8: no overlong forms, no
- * surrogates, nothing past U+10FFFF. */
+/*
+ * Decodes the code point at s[*i] (n bytes in all) into *cp and moves *i
+ * past it, strictly: no overlong forms, no surrogates, nothing past
+ * U+10FFFF, which is what Rust's str::from_utf8 (and so a safetensors
+ * reader) accepts. False, *i unchanged, on bad or truncated input.
+ */
+bool zf_utf8_next(const unsigned char *s, size_t n, size_t *i, uint32_t *cp);
+
+/* True when s (len bytes) is valid UTF-8, by zf_utf8_next()'s rules. */
 bool zf_utf8_valid(const char *s, size_t len);
 
 /* Copies s into buf (always NUL-terminated), writing control bytes,
