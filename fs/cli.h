@@ -32,6 +32,11 @@ int cli_report(const struct zf_error *err);
 int cli_usage(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Parses arg, the value of option --opt, as a whole decimal number from
+ * min to max into *out. Returns 0, or 2 after a usage error. */
+int cli_number(const char *cmd, const char *opt, const char *arg,
+	       unsigned min, unsigned max, unsigned *out);
+
 /* Prints "zerofs: <msg>" to stderr (for errors outside core). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -81,15 +81,12 @@ int cmd_export(int argc, char **argv)
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-		char *end;
-
 		switch (c) {
 		case 2000:
-			eo.threads = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || !optarg[0] || eo.threads < 1 ||
-			    eo.threads > ZF_EXPORT_MAX_THREADS)
-				return cli_usage("export", "--threads '%s': a number from 1 to %u",
-						 optarg, ZF_EXPORT_MAX_THREADS);
+			rc = cli_number("export", "threads", optarg, 1,
+					ZF_EXPORT_MAX_THREADS, &eo.threads);
+			if (rc)
+				return rc;
 			break;
 		case 2001:
 			eo.force = true;

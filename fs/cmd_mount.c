@@ -159,8 +159,6 @@ int cmd_mount(int argc, char **argv)
 	fuse_opt_add_arg(&args, "zerofs");
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "fdo:h", opts, NULL)) != -1) {
-		char *end;
-
 		switch (c) {
 		case 'f':
 			foreground = true;
@@ -173,18 +171,14 @@ int cmd_mount(int argc, char **argv)
 			fuse_opt_add_arg(&args, optarg);
 			break;
 		case 2000:
-			threads = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || threads < 1 || threads > 256) {
-				rc = cli_usage("mount", "--threads '%s': a number from 1 to 256", optarg);
+			rc = cli_number("mount", "threads", optarg, 1, 256, &threads);
+			if (rc)
 				goto out;
-			}
 			break;
 		case 2001:
-			readahead = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || readahead > 1048576) {
-				rc = cli_usage("mount", "--readahead '%s': KiB, from 0 to 1048576", optarg);
+			rc = cli_number("mount", "readahead", optarg, 0, 1048576, &readahead);
+			if (rc)
 				goto out;
-			}
 			break;
 		case 'h':
 			fputs(mount_usage, stdout);

@@ -203,8 +203,6 @@ int cmd_verify(int argc, char **argv)
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-		char *end;
-
 		switch (c) {
 		case 2000:
 			vo.crc = vo.data = true;
@@ -216,11 +214,10 @@ int cmd_verify(int argc, char **argv)
 			o.json = true;
 			break;
 		case 2003:
-			vo.threads = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || !optarg[0] || vo.threads < 1 ||
-			    vo.threads > ZF_EXPORT_MAX_THREADS)
-				return cli_usage("verify", "--threads '%s': a number from 1 to %u",
-						 optarg, ZF_EXPORT_MAX_THREADS);
+			rc = cli_number("verify", "threads", optarg, 1,
+					ZF_EXPORT_MAX_THREADS, &vo.threads);
+			if (rc)
+				return rc;
 			break;
 		case 'q':
 			quiet = true;

@@ -79,6 +79,21 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 	return ZF_EXIT_USAGE;
 }
 
+int cli_number(const char *cmd, const char *opt, const char *arg,
+	       unsigned min, unsigned max, unsigned *out)
+{
+	unsigned long v = 0;
+	const char *p = arg;
+
+	/* Digits only: strtoul would take "-1", " 7" and "". */
+	for (; *p >= '0' && *p <= '9' && v <= max; p++)
+		v = v * 10 + (unsigned long)(*p - '0');
+	if (p == arg || *p || v < min || v > max)
+		return cli_usage(cmd, "--%s '%s': a number from %u to %u", opt, arg, min, max);
+	*out = (unsigned)v;
+	return 0;
+}
+
 void cli_error(const char *fmt, ...)
 {
 	va_list ap;
