@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "workers.h"
+
 /* Work unit and per-thread buffer: large enough that syscalls cost
  * nothing next to the copy, small enough that two threads keep both the
  * reads and the writes of a 2-core machine busy. */
@@ -71,9 +73,7 @@ struct job {
 	_Atomic bool no_copy_range; /* copy_file_range() failed as unsupported */
 	int status;	      /* the first failure's, under lock */
 
-	pthread_mutex_t lock; /* guards err, opening files, running */
-	pthread_cond_t ended; /* a worker has ended */
-	unsigned running;
+	pthread_mutex_t lock; /* guards err, opening files */
 	struct zf_error *err;
 };
 
@@ -283,10 +283,6 @@ static void *worker(void *arg)
 	if (rc)
 		job_fail(j, &e);
 	free(buf);
-	pthread_mutex_lock(&j->lock);
-	j->running--;
-	pthread_cond_signal(&j->ended);
-	pthread_mutex_unlock(&j->lock);
 	return NULL;
 }
 
@@ -662,41 +658,17 @@ static void report(const struct job *j, uint64_t total)
 }
 
 /* Runs the workers and reports progress until they end. */
+static void tick(void *arg)
+{
+	struct job *j = arg;
+
+	report(j, j->d->total_bytes);
+}
+
 static int run_workers(struct job *j, unsigned threads, struct zf_error *err)
 {
-	pthread_t tid[ZF_EXPORT_MAX_THREADS];
-	unsigned started = 0;
-
-	pthread_mutex_lock(&j->lock);
-	for (unsigned i = 0; i < threads; i++) {
-		if (pthread_create(&tid[i], NULL, worker, j))
-			break;
-		started++;
-		j->running++;
-	}
-	if (!started) {
-		pthread_mutex_unlock(&j->lock);
+	if (!zf_run_workers(threads, worker, j, tick, j, PROGRESS_NS))
 		return zf_fail(err, ZF_ENOMEM, "cannot start a thread");
-	}
-	while (j->running) {
-		struct timespec t;
-
-		clock_gettime(CLOCK_REALTIME, &t);
-		t.tv_nsec += PROGRESS_NS;
-		if (t.tv_nsec >= 1000000000L) {
-			t.tv_sec++;
-			t.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&j->ended, &j->lock, &t);
-		if (j->running) {
-			pthread_mutex_unlock(&j->lock);
-			report(j, j->d->total_bytes);
-			pthread_mutex_lock(&j->lock);
-		}
-	}
-	pthread_mutex_unlock(&j->lock);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(tid[i], NULL);
 	return ZF_OK;
 }
 
@@ -711,7 +683,6 @@ int zf_export(const struct zf_hfdir *d, const char *out_dir,
 	int rc;
 
 	pthread_mutex_init(&j.lock, NULL);
-	pthread_cond_init(&j.ended, NULL);
 	if (threads > ZF_EXPORT_MAX_THREADS) {
 		rc = zf_fail(err, ZF_EUSAGE, "%u threads asked for, at most %u",
 			     threads, ZF_EXPORT_MAX_THREADS);
@@ -800,7 +771,6 @@ out:
 	free(stale);
 	if (j.dirfd >= 0)
 		close(j.dirfd);
-	pthread_cond_destroy(&j.ended);
 	pthread_mutex_destroy(&j.lock);
 	return rc;
 }

@@ -18,7 +18,6 @@
  */
 #include "zerofs/verify.h"
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,6 +25,8 @@
 #include <string.h>
 #include <time.h>
 #include <xxhash.h>
+
+#include "workers.h"
 
 /* Bytes read per step of a data item, per thread. */
 #define READ_BYTES ((size_t)4 << 20)
@@ -380,9 +381,7 @@ struct job {
 	struct zf_verify_tensor *tensors;
 	size_t *first_tensor;	     /* per file: its first slot in tensors */
 
-	pthread_mutex_t lock;	     /* guards running */
-	pthread_cond_t ended;
-	unsigned running;
+	uint64_t total;		     /* bytes the items read, for progress */
 };
 
 static bool stopped(const struct job *j)
@@ -496,10 +495,6 @@ static void *worker(void *arg)
 	free(buf);
 	XXH3_freeState(fst);
 	XXH3_freeState(tst);
-	pthread_mutex_lock(&j->lock);
-	j->running--;
-	pthread_cond_signal(&j->ended);
-	pthread_mutex_unlock(&j->lock);
 	return NULL;
 }
 
@@ -516,42 +511,20 @@ static int cmp_tensor(const void *a, const void *b)
 		      ((const struct zf_verify_tensor *)b)->vt->name);
 }
 
-static void run_workers(struct job *j, unsigned threads, uint64_t total)
+static void tick(void *arg)
 {
-	pthread_t tid[ZF_EXPORT_MAX_THREADS];
-	unsigned started = 0;
+	struct job *j = arg;
 
-	pthread_mutex_lock(&j->lock);
-	for (unsigned i = 0; i < threads && i < j->n_items; i++) {
-		if (pthread_create(&tid[i], NULL, worker, j))
-			break;
-		started++;
-		j->running++;
-	}
-	if (!started) {
-		pthread_mutex_unlock(&j->lock);
+	if (j->o->progress)
+		j->o->progress(j->o->progress_arg, atomic_load(&j->done), j->total);
+}
+
+static void run_workers(struct job *j, unsigned threads)
+{
+	if (threads > j->n_items)
+		threads = (unsigned)j->n_items;
+	if (!zf_run_workers(threads, worker, j, tick, j, PROGRESS_NS))
 		atomic_store(&j->nomem, 1);
-		return;
-	}
-	while (j->running) {
-		struct timespec t;
-
-		clock_gettime(CLOCK_REALTIME, &t);
-		t.tv_nsec += PROGRESS_NS;
-		if (t.tv_nsec >= 1000000000L) {
-			t.tv_sec++;
-			t.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&j->ended, &j->lock, &t);
-		if (j->running && j->o->progress) {
-			pthread_mutex_unlock(&j->lock);
-			j->o->progress(j->o->progress_arg, atomic_load(&j->done), total);
-			pthread_mutex_lock(&j->lock);
-		}
-	}
-	pthread_mutex_unlock(&j->lock);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(tid[i], NULL);
 }
 
 /* Turns the workers' result slots into findings, in a fixed order. */
@@ -620,8 +593,6 @@ int zf_verify(const struct zf_hfdir *d, const struct zf_verify_options *o,
 	if (threads > ZF_EXPORT_MAX_THREADS)
 		return zf_fail(err, ZF_EUSAGE, "%u threads asked for, at most %u",
 			       threads, ZF_EXPORT_MAX_THREADS);
-	pthread_mutex_init(&j.lock, NULL);
-	pthread_cond_init(&j.ended, NULL);
 	b.r = calloc(1, sizeof(*b.r));
 	if (!b.r) {
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
@@ -675,8 +646,9 @@ int zf_verify(const struct zf_hfdir *d, const struct zf_verify_options *o,
 	qsort(j.items, j.n_items, sizeof(*j.items), cmp_item);
 	if (opts.progress)
 		opts.progress(opts.progress_arg, 0, total);
+	j.total = total;
 	if (j.n_items)
-		run_workers(&j, threads, total);
+		run_workers(&j, threads);
 	if (atomic_load(&j.nomem))
 		goto nomem;
 	b.r->interrupted = stopped(&j);
@@ -698,8 +670,6 @@ out:
 	free(j.crc_err);
 	free(j.read_err);
 	free(j.first_tensor);
-	pthread_cond_destroy(&j.ended);
-	pthread_mutex_destroy(&j.lock);
 	return rc;
 }
 
