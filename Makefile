@@ -60,9 +60,17 @@ HELPER_BIN = $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
 
 all: zerofs ## build ./zerofs
 
-zerofs: $(FS_OBJ) $(LIB)
+# ./zerofs is shared by plain and sanitizer builds: relink it when the
+# build it comes from changes, so `make check` never tests the other one.
+FLAVOUR = .zerofs-flavour
+$(FLAVOUR): FORCE
+	@echo '$(BUILD) $(SANITIZE)' | cmp -s - $@ || echo '$(BUILD) $(SANITIZE)' > $@
+
+zerofs: $(FS_OBJ) $(LIB) $(FLAVOUR)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) $(LDFLAGS) -pthread -o $@ $(FS_OBJ) $(LIB) $(FS_LIBS)
+
+FORCE:
 
 $(LIB): $(CORE_OBJ)
 	@echo "  AR      $@"
@@ -127,12 +135,12 @@ hdr-check: ## compile every public header on its own
 	done
 
 clean:
-	rm -rf build build-san zerofs
+	rm -rf build build-san zerofs $(FLAVOUR)
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-.PHONY: all tests check valgrind bench install uninstall lint-man hdr-check clean help fuzz
+.PHONY: FORCE all tests check valgrind bench install uninstall lint-man hdr-check clean help fuzz
 
 -include $(CORE_OBJ:.o=.d) $(FS_OBJ:.o=.d) $(UNIT_BIN:=.d) $(HELPER_BIN:=.d)
 
