@@ -426,6 +426,39 @@ static bool tag_is_safe(const char *tag)
 	       !strchr(tag, '/');
 }
 
+/*
+ * The tag mmengine's `last_checkpoint` (a path, usually absolute, to the
+ * newest iter_N.pth) names inside dir, or NULL: only its last component
+ * is used, and only when dir holds such a tag folder with rank files.
+ */
+static char *mmengine_last(const char *dir)
+{
+	char *p = path_join(dir, "last_checkpoint"), *text = NULL, *tag = NULL;
+	size_t len;
+
+	if (!p || zf_read_small_file(p, 4096, &text, &len, NULL)) {
+		free(p);
+		return NULL;
+	}
+	while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+		text[--len] = '\0';
+	while (len > 1 && text[len - 1] == '/')
+		text[--len] = '\0';
+	tag = basename_dup(text);
+	free(text);
+	free(p);
+	if (tag && tag_is_safe(tag)) {
+		char *t = path_join(dir, tag);
+		bool ok = t && is_dir(t) && has_rank_files(t);
+
+		free(t);
+		if (ok)
+			return tag;
+	}
+	free(tag);
+	return NULL;
+}
+
 int zf_ckpt_locate(const char *path, const char *tag,
 		   struct zf_ckpt_files *out, struct zf_error *err)
 {
@@ -488,6 +521,11 @@ int zf_ckpt_locate(const char *path, const char *tag,
 			if (count == 1) {
 				/* No `latest`, one tag folder: unambiguous. */
 				out->tag = only;
+				rc = ZF_OK;
+			} else if (count > 1 && (out->tag = mmengine_last(path))) {
+				/* An XTuner/mmengine work_dir names its newest
+				 * checkpoint in `last_checkpoint`. */
+				free(only);
 				rc = ZF_OK;
 			} else {
 				free(only);

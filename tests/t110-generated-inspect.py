@@ -8,6 +8,7 @@ the real fixtures are (tests/lib/zfinspect.py). These run everywhere,
 also where ../shared is absent."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,22 @@ for name, opts, what in CASES:
         dt = time.monotonic() - t0
         tap.ok(p.returncode == 0 and "world size   64" in p.stdout,
                f"z3_ws64_2000: text inspect answers ({dt:.2f} s, metadata only)", p.stderr)
+    if info and name == "xtuner":
+        # A work_dir with several iter_N.pth folders: mmengine's
+        # last_checkpoint names the newest one.
+        work = os.path.join(out, name)
+        older = os.path.join(work, "iter_1.pth")
+        shutil.copytree(ckpt, older)
+        p = run(["inspect", "--json", work])
+        tap.ok(p.returncode == 0 and json.loads(p.stdout)["tag"] == os.path.basename(ckpt),
+               "xtuner: a work_dir with two iter folders follows last_checkpoint", p.stderr)
+        os.remove(os.path.join(work, "last_checkpoint"))
+        p = run(["inspect", work])
+        tap.ok(p.returncode == 3 and "choose one with --tag" in p.stderr,
+               "xtuner: without last_checkpoint the choice is left to --tag", p.stderr)
+        p = run(["inspect", "--json", "--tag", "iter_1.pth", work])
+        tap.ok(p.returncode == 0 and json.loads(p.stdout)["tag"] == "iter_1.pth",
+               "xtuner: --tag picks an iter folder", p.stderr)
     if info and name == "trainer":
         tap.ok(info["layout"] == "hf-trainer", "trainer: recognised as a HF Trainer folder", info["layout"])
 
