@@ -377,9 +377,10 @@ static int list_tags(const char *dir, char *buf, size_t size, int *count,
 	return 0;
 }
 
-static char *dirname_dup(const char *path)
+/* A copy of path without trailing slashes ("/" stays "/"), or NULL. */
+static char *trimmed_dup(const char *path)
 {
-	char *p = strdup(path), *slash;
+	char *p = strdup(path);
 	size_t n;
 
 	if (!p)
@@ -387,6 +388,15 @@ static char *dirname_dup(const char *path)
 	n = strlen(p);
 	while (n > 1 && p[n - 1] == '/')
 		p[--n] = '\0';
+	return p;
+}
+
+static char *dirname_dup(const char *path)
+{
+	char *p = trimmed_dup(path), *slash;
+
+	if (!p)
+		return NULL;
 	slash = strrchr(p, '/');
 	if (!slash) {
 		free(p);
@@ -401,22 +411,16 @@ static char *dirname_dup(const char *path)
 
 static char *basename_dup(const char *path)
 {
-	char *p = strdup(path), *slash;
-	size_t n;
+	char *p = trimmed_dup(path), *slash, *b;
 
 	if (!p)
 		return NULL;
-	n = strlen(p);
-	while (n > 1 && p[n - 1] == '/')
-		p[--n] = '\0';
 	slash = strrchr(p, '/');
-	if (slash) {
-		char *b = strdup(slash + 1);
-
-		free(p);
-		return b;
-	}
-	return p;
+	if (!slash)
+		return p;
+	b = strdup(slash + 1);
+	free(p);
+	return b;
 }
 
 /* A tag must name a folder directly inside the save folder. */

@@ -194,6 +194,18 @@ static int by_name(const void *a, const void *b)
 	return strcmp(x->name, y->name); /* unsigned bytes: UTF-8 order */
 }
 
+/* Sorts ord by name (byte order) and refuses a name given twice. */
+static int sort_by_name_unique(struct order *ord, size_t n, struct zf_error *err)
+{
+	if (n > 1)
+		qsort(ord, n, sizeof(*ord), by_name);
+	for (size_t i = 1; i < n; i++)
+		if (!strcmp(ord[i - 1].name, ord[i].name))
+			return zf_fail(err, ZF_EFORMAT, "duplicate tensor '%s'",
+				       ord[i].name);
+	return ZF_OK;
+}
+
 /* safetensors' write order: descending Dtype position, then name. */
 static int by_rank_name(const void *a, const void *b)
 {
@@ -278,14 +290,9 @@ int zf_st_layout(const struct zf_st_tensor *tensors, size_t n,
 	}
 	/* Duplicates need not be neighbours in write order (the dtypes may
 	 * differ), so look for them in name order first. */
-	if (n > 1)
-		qsort(ord, n, sizeof(*ord), by_name);
-	for (size_t i = 1; i < n; i++)
-		if (!strcmp(ord[i - 1].name, ord[i].name)) {
-			rc = zf_fail(err, ZF_EFORMAT, "duplicate tensor '%s'",
-				     ord[i].name);
-			goto out;
-		}
+	rc = sort_by_name_unique(ord, n, err);
+	if (rc)
+		goto out;
 	if (n > 1)
 		qsort(ord, n, sizeof(*ord), by_rank_name);
 
@@ -457,14 +464,9 @@ int zf_st_index_json(const char *const *names, const uint32_t *shard_of,
 	}
 	/* sort_keys: Python orders str by code point, which for valid
 	 * UTF-8 is the byte order strcmp gives. */
-	if (n > 1)
-		qsort(ord, n, sizeof(*ord), by_name);
-	for (size_t i = 1; i < n; i++)
-		if (!strcmp(ord[i - 1].name, ord[i].name)) {
-			rc = zf_fail(err, ZF_EFORMAT, "duplicate tensor '%s'",
-				     ord[i].name);
-			goto out;
-		}
+	rc = sort_by_name_unique(ord, n, err);
+	if (rc)
+		goto out;
 
 	sb_str(&b, "{\n  \"metadata\": {\n    \"total_size\": ");
 	sb_u64(&b, total_size);
