@@ -29,6 +29,8 @@ WARNINGS += -Werror
 endif
 BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Icore \
 	-MMD -MP -pthread $(WARNINGS)
+# Unsafe string functions are compile errors in the program's own code.
+BANNED = -include core/banned.h
 ifneq ($(SANITIZE),)
 SAN_FLAGS = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
@@ -79,7 +81,7 @@ $(LIB): $(CORE_OBJ)
 $(BUILD)/core/%.o: core/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(BASE_CFLAGS) $(CORE_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+	$(Q)$(CC) $(BASE_CFLAGS) $(BANNED) $(CORE_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
 
 # The conversion kernels are the hot loop of every converting read.
 $(BUILD)/core/convert.o: CFLAGS += -O3
@@ -87,7 +89,7 @@ $(BUILD)/core/convert.o: CFLAGS += -O3
 $(BUILD)/fs/%.o: fs/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(BASE_CFLAGS) $(FS_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+	$(Q)$(CC) $(BASE_CFLAGS) $(BANNED) $(FS_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) tests/unit/tap.h
 	@mkdir -p $(dir $@)
