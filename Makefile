@@ -131,9 +131,12 @@ uninstall:
 lint-man: ## check the man page with mandoc
 	mandoc -Tlint -Wwarning man/zerofs.1
 
-hdr-check: ## compile every public header on its own
-	$(Q)for h in include/zerofs/*.h; do \
-		echo "#include \"$${h#include/}\"" | $(CC) $(BASE_CFLAGS) $(CORE_CFLAGS) -fsyntax-only -x c - || exit 1; \
+hdr-check: ## compile every header on its own, included twice (guards)
+	$(Q)for h in include/zerofs/*.h core/*.h fs/*.h; do \
+		case $$h in fs/*) flags='$(FS_CFLAGS)' ;; *) flags='$(CORE_CFLAGS)' ;; esac; \
+		printf '#include "%s"\n#include "%s"\n' "$$h" "$$h" | \
+			$(CC) $(BASE_CFLAGS) -I. $$flags -Werror -fsyntax-only -x c - || \
+			{ echo "hdr-check: $$h"; exit 1; }; \
 	done
 
 clean:

@@ -32,19 +32,6 @@
 #include "io.h"
 #include "strmap.h"
 
-int zf_ckpt_bad(struct zf_error *err, const char *path, const char *fmt, ...)
-{
-	char msg[ZF_ERROR_MSG_MAX];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	zf_fail(err, ZF_EFORMAT, "%s", msg);
-	zf_error_where(err, path);
-	return ZF_EFORMAT;
-}
-
 #define MAX_LOAD_THREADS 8
 
 static pthread_mutex_t rank_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -111,10 +111,6 @@ struct zf_loader {
 	size_t tmpl_len;
 };
 
-/* Records a format error in file path and returns ZF_EFORMAT. */
-int zf_ckpt_bad(struct zf_error *err, const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 static inline const char *zf_model_path(const struct zf_loader *L, uint32_t i)
 {
 	return L->files.model[i];
@@ -145,8 +141,6 @@ int zf_find_train_dtype(struct zf_loader *L);
 int zf_collect_tensors(struct zf_loader *L, struct zf_error *err);
 void zf_finish_dtypes(struct zf_loader *L);
 
-#endif /* ZEROFS_CKPT_I_H */
-
 /* The fp32 flat partitions one rank holds, in list order. */
 struct zf_rank_groups {
 	struct zf_view *v;
@@ -173,3 +167,5 @@ int zf_layout_zero3(struct zf_ckpt *ck, const struct zf_rank_groups *ranks,
 int zf_layout_zero12(struct zf_ckpt *ck, const struct zf_rank_groups *ranks,
 		     const struct zf_flat_param *params, size_t n_params,
 		     uint32_t n_groups, struct zf_error *err);
+
+#endif /* ZEROFS_CKPT_I_H */

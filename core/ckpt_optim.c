@@ -40,9 +40,9 @@ static int read_stage(const struct zf_pv *osd, const char *path, int *stage,
 		else if (!strcmp(m, "disabled"))
 			*stage = 0;
 		else
-			return zf_ckpt_bad(err, path, "unknown ZeRO stage '%s'", m);
+			return zf_fail_at(err, ZF_EFORMAT, path, "unknown ZeRO stage '%s'", m);
 	} else {
-		return zf_ckpt_bad(err, path, "zero_stage is of type %s, expected an int or ZeroStageEnum",
+		return zf_fail_at(err, ZF_EFORMAT, path, "zero_stage is of type %s, expected an int or ZeroStageEnum",
 			   zf_pv_type_name(zs));
 	}
 	if (*stage < 1 || *stage > 3) {
@@ -150,20 +150,20 @@ int zf_load_optim_rank(struct zf_loader *L, uint32_t r, struct zf_error *err)
 		int stage;
 
 		if (!zf_pv_is(osd, ZF_PV_DICT))
-			return zf_ckpt_bad(err, path, "no 'optimizer_state_dict' dict: not a DeepSpeed optimizer states file");
+			return zf_fail_at(err, ZF_EFORMAT, path, "no 'optimizer_state_dict' dict: not a DeepSpeed optimizer states file");
 		rc = read_stage(osd, path, &stage, err);
 		if (rc)
 			return rc;
 		if (!stage) {
 			if (!zf_pv_get(osd, "single_partition_of_fp32_groups"))
-				return zf_ckpt_bad(err, path, "no 'zero_stage' and no fp32 partitions: not a ZeRO or BF16_Optimizer checkpoint");
+				return zf_fail_at(err, ZF_EFORMAT, path, "no 'zero_stage' and no fp32 partitions: not a ZeRO or BF16_Optimizer checkpoint");
 			stage = 1; /* BF16_Optimizer: ZeRO-1 layout */
 			if (r == 0)
 				ck->optimizer = ZF_OPT_BF16;
 			else if (ck->optimizer != ZF_OPT_BF16)
-				return zf_ckpt_bad(err, path, "written by a different optimizer than rank 0's file");
+				return zf_fail_at(err, ZF_EFORMAT, path, "written by a different optimizer than rank 0's file");
 		} else if (r > 0 && ck->optimizer == ZF_OPT_BF16) {
-			return zf_ckpt_bad(err, path, "written by a different optimizer than rank 0's file");
+			return zf_fail_at(err, ZF_EFORMAT, path, "written by a different optimizer than rank 0's file");
 		}
 		if (r == 0)
 			ck->stage = stage;
@@ -184,13 +184,13 @@ int zf_load_optim_rank(struct zf_loader *L, uint32_t r, struct zf_error *err)
 				const struct zf_pv *c = pc->u.seq.items[i];
 
 				if (!zf_pv_is(c, ZF_PV_INT))
-					return zf_ckpt_bad(err, path, "partition_count holds a non-int");
+					return zf_fail_at(err, ZF_EFORMAT, path, "partition_count holds a non-int");
 				if (c->u.i > count)
 					count = c->u.i;
 			}
 		}
 		if (count < 0)
-			return zf_ckpt_bad(err, path, "no usable 'partition_count'");
+			return zf_fail_at(err, ZF_EFORMAT, path, "no usable 'partition_count'");
 		if (count > ws) {
 			char first[256];
 
@@ -231,7 +231,7 @@ int zf_load_optim_rank(struct zf_loader *L, uint32_t r, struct zf_error *err)
 		gkey = stage == 3 ? "fp32_flat_groups" : "single_partition_of_fp32_groups";
 		groups = zf_pv_get(osd, gkey);
 		if (!zf_pv_is(groups, ZF_PV_LIST) && !zf_pv_is(groups, ZF_PV_TUPLE))
-			return zf_ckpt_bad(err, path, "no '%s' list: the fp32 weights are missing", gkey);
+			return zf_fail_at(err, ZF_EFORMAT, path, "no '%s' list: the fp32 weights are missing", gkey);
 		if (r > 0 && groups->u.seq.n != L->ranks[0].n) {
 			zf_fail(err, ZF_EFORMAT, "%zu fp32 groups, but rank 0's file has %zu: files from different runs",
 				groups->u.seq.n, L->ranks[0].n);

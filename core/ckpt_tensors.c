@@ -23,7 +23,7 @@ static int read_shape(const struct zf_pv *v, const char *name, const char *path,
 	uint64_t numel = 1;
 
 	if (!zf_pv_is(v, ZF_PV_TUPLE) && !zf_pv_is(v, ZF_PV_LIST))
-		return zf_ckpt_bad(err, path, "the shape of '%s' is not a tuple of ints", name);
+		return zf_fail_at(err, ZF_EFORMAT, path, "the shape of '%s' is not a tuple of ints", name);
 	if (v->u.seq.n > ZF_MAX_DIMS) {
 		zf_fail(err, ZF_EUNSUPPORTED, "'%s' has %zu dimensions (at most %d)",
 			name, v->u.seq.n, ZF_MAX_DIMS);
@@ -34,11 +34,11 @@ static int read_shape(const struct zf_pv *v, const char *name, const char *path,
 		const struct zf_pv *d = v->u.seq.items[i];
 
 		if (!zf_pv_is(d, ZF_PV_INT) || d->u.i < 0)
-			return zf_ckpt_bad(err, path, "the shape of '%s' has a dimension that is not a non-negative int", name);
+			return zf_fail_at(err, ZF_EFORMAT, path, "the shape of '%s' has a dimension that is not a non-negative int", name);
 		t->shape[i] = (uint64_t)d->u.i;
 		if (zf_mul_overflow(numel, t->shape[i], &numel) ||
 		    numel > ((uint64_t)1 << 61))
-			return zf_ckpt_bad(err, path, "the shape of '%s' is absurd: its element count overflows", name);
+			return zf_fail_at(err, ZF_EFORMAT, path, "the shape of '%s' is absurd: its element count overflows", name);
 	}
 	t->ndim = (uint32_t)v->u.seq.n;
 	t->numel = numel;
@@ -92,16 +92,16 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 
 	L->module = zf_pv_get(root, "module");
 	if (L->module && !zf_pv_is(L->module, ZF_PV_DICT) && !zf_pv_is(L->module, ZF_PV_NONE))
-		return zf_ckpt_bad(err, path, "'module' is of type %s, expected a state dict", zf_pv_type_name(L->module));
+		return zf_fail_at(err, ZF_EFORMAT, path, "'module' is of type %s, expected a state dict", zf_pv_type_name(L->module));
 	if (zf_pv_is(L->module, ZF_PV_NONE))
 		L->module = NULL;
 	L->buffer_names = zf_pv_get(root, "buffer_names");
 	if (L->buffer_names && !zf_pv_is(L->buffer_names, ZF_PV_LIST) &&
 	    !zf_pv_is(L->buffer_names, ZF_PV_TUPLE) && !zf_pv_is(L->buffer_names, ZF_PV_NONE))
-		return zf_ckpt_bad(err, path, "'buffer_names' is not a list");
+		return zf_fail_at(err, ZF_EFORMAT, path, "'buffer_names' is not a list");
 	L->param_shapes = zf_pv_get(root, "param_shapes");
 	if (!zf_pv_is(L->param_shapes, ZF_PV_LIST) && !zf_pv_is(L->param_shapes, ZF_PV_DICT))
-		return zf_ckpt_bad(err, path, "no 'param_shapes': not a DeepSpeed ZeRO model states file");
+		return zf_fail_at(err, ZF_EFORMAT, path, "no 'param_shapes': not a DeepSpeed ZeRO model states file");
 	L->frozen_shapes = zf_pv_get(root, "frozen_param_shapes");
 	if (L->frozen_shapes && !zf_pv_is(L->frozen_shapes, ZF_PV_DICT))
 		L->frozen_shapes = NULL; /* None at stage 1 */
@@ -152,7 +152,7 @@ int zf_load_model_rank(struct zf_loader *L, uint32_t r, struct zf_error *err)
 			return ZF_EFORMAT;
 		}
 		if (zf_pv_count_items(ps) != zf_pv_count_items(L->param_shapes))
-			return zf_ckpt_bad(err, zf_model_path(L, r),
+			return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, r),
 					   "param_shapes differs from rank 0's: files from different runs are mixed");
 	}
 	if (!L->frags)
@@ -166,7 +166,7 @@ int zf_load_model_rank(struct zf_loader *L, uint32_t r, struct zf_error *err)
 		int rc;
 
 		if (!zf_pv_is(k, ZF_PV_STR))
-			return zf_ckpt_bad(err, zf_model_path(L, 0),
+			return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, 0),
 					   "frozen_param_shapes has a non-string name");
 		fr = zf_pv_is(frags, ZF_PV_DICT) && i < frags->u.dict.n &&
 				     zf_pv_is(frags->u.dict.keys[i], ZF_PV_STR) &&
@@ -221,7 +221,7 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 		const struct zf_pv *d = zf_pv_is(ps, ZF_PV_DICT) ? ps : ps->u.seq.items[g];
 
 		if (!zf_pv_is(d, ZF_PV_DICT))
-			return zf_ckpt_bad(err, path, "param_shapes holds a non-dict");
+			return zf_fail_at(err, ZF_EFORMAT, path, "param_shapes holds a non-dict");
 		total += d->u.dict.n;
 	}
 	L->params = calloc(total ? total : 1, sizeof(*L->params));
@@ -240,12 +240,12 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 			int rc;
 
 			if (!zf_pv_is(k, ZF_PV_STR))
-				return zf_ckpt_bad(err, path, "param_shapes has a non-string name");
+				return zf_fail_at(err, ZF_EFORMAT, path, "param_shapes has a non-string name");
 			rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
 			if (rc)
 				return rc;
 			if (!is_new)
-				return zf_ckpt_bad(err, path, "parameter '%s' appears twice in param_shapes", k->u.str.s);
+				return zf_fail_at(err, ZF_EFORMAT, path, "parameter '%s' appears twice in param_shapes", k->u.str.s);
 			t = &L->ck->tensors[idx];
 			rc = read_shape(d->u.dict.vals[i], t->name, path, t, err);
 			if (rc)
@@ -320,7 +320,7 @@ static int frozen_zero3(struct zf_loader *L, struct zf_tensor *t, size_t i,
 			break;
 		cnt = n - start < p ? n - start : p;
 		if (!fr->present)
-			return zf_ckpt_bad(err, zf_model_path(L, r),
+			return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, r),
 					   "no fragment of frozen parameter '%s'", t->name);
 		if (fr->numel < cnt) {
 			zf_fail(err, ZF_EFORMAT,
@@ -333,7 +333,7 @@ static int frozen_zero3(struct zf_loader *L, struct zf_tensor *t, size_t i,
 		if (r == 0)
 			t->src_dtype = fr->dtype;
 		else if (fr->dtype != t->src_dtype)
-			return zf_ckpt_bad(err, zf_model_path(L, r),
+			return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, r),
 					   "fragments of '%s' differ in dtype across ranks", t->name);
 		rc = zf_tensor_add_extent(t, fr->source, fr->offset,
 					  cnt * zf_dtype_size(fr->dtype), err);
@@ -412,12 +412,12 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 			bool is_new;
 
 			if (!zf_pv_is(k, ZF_PV_STR))
-				return zf_ckpt_bad(err, path, "frozen_param_shapes has a non-string name");
+				return zf_fail_at(err, ZF_EFORMAT, path, "frozen_param_shapes has a non-string name");
 			rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
 			if (rc)
 				return rc;
 			if (!is_new)
-				return zf_ckpt_bad(err, path, "'%s' is both trainable and frozen", k->u.str.s);
+				return zf_fail_at(err, ZF_EFORMAT, path, "'%s' is both trainable and frozen", k->u.str.s);
 			t = &ck->tensors[idx];
 			rc = read_shape(L->frozen_shapes->u.dict.vals[i], t->name, path, t, err);
 			if (rc)
@@ -442,7 +442,7 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 		bool is_new;
 
 		if (!zf_pv_is(k, ZF_PV_STR))
-			return zf_ckpt_bad(err, path, "'module' has a non-string key");
+			return zf_fail_at(err, ZF_EFORMAT, path, "'module' has a non-string key");
 		alias_src = zf_pv_get(L->shared, k->u.str.s);
 		rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
 		if (rc)
@@ -465,7 +465,7 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 			t->kind = ZF_KIND_FROZEN;
 			rc = from_view(L, &L->model[0], mod->u.dict.vals[i], t, true, err);
 		} else {
-			return zf_ckpt_bad(err, path,
+			return zf_fail_at(err, ZF_EFORMAT, path,
 				   "'%s' is in the model, but the checkpoint holds no data for it (not in param_shapes, frozen_param_shapes or buffer_names)",
 				   t->name);
 		}
@@ -479,7 +479,7 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 			const struct zf_pv *s = L->buffer_names->u.seq.items[i];
 
 			if (zf_pv_is(s, ZF_PV_STR) && zf_strmap_get(&L->names, s->u.str.s) == ZF_STRMAP_NONE)
-				return zf_ckpt_bad(err, path, "buffer '%s' is listed in buffer_names but missing from 'module'", s->u.str.s);
+				return zf_fail_at(err, ZF_EFORMAT, path, "buffer '%s' is listed in buffer_names but missing from 'module'", s->u.str.s);
 		}
 	}
 
@@ -491,7 +491,7 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 			bool is_new;
 
 			if (!zf_pv_is(k, ZF_PV_STR) || !zf_pv_is(L->shared->u.dict.vals[i], ZF_PV_STR))
-				return zf_ckpt_bad(err, path, "shared_params holds a non-string");
+				return zf_fail_at(err, ZF_EFORMAT, path, "shared_params holds a non-string");
 			rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
 			if (rc)
 				return rc;
@@ -515,7 +515,7 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 			j = zf_strmap_get(&L->names, src);
 		}
 		if (j == ZF_STRMAP_NONE || ck->tensors[j].kind == ZF_KIND_ALIAS)
-			return zf_ckpt_bad(err, path, "tied parameter '%s' points at a parameter the checkpoint does not hold", t->name);
+			return zf_fail_at(err, ZF_EFORMAT, path, "tied parameter '%s' points at a parameter the checkpoint does not hold", t->name);
 		t->alias_of = j;
 	}
 	return put_in_model_order(L, err);

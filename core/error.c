@@ -26,6 +26,25 @@ int zf_error_set(struct zf_error *err, enum zf_status status,
 	return status;
 }
 
+int zf_error_set_at(struct zf_error *err, enum zf_status status,
+		    const char *where, const char *src_file, int src_line,
+		    const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || err->status != ZF_OK)
+		return status;
+	err->status = status;
+	err->src_file = src_file;
+	err->src_line = src_line;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	if (where)
+		snprintf(err->where, sizeof(err->where), "%s", where);
+	return status;
+}
+
 void zf_error_where(struct zf_error *err, const char *path)
 {
 	if (!err || err->status == ZF_OK || err->where[0] || !path)

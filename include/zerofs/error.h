@@ -60,6 +60,20 @@ int zf_error_set(struct zf_error *err, enum zf_status status,
 	zf_error_set((err), (status), __FILE__, __LINE__, __VA_ARGS__)
 
 /*
+ * zf_fail() that also names the file the problem is in (where may be
+ * NULL): `return zf_fail_at(err, ZF_EFORMAT, path, "no '%s'", key);`.
+ * Like zf_fail(), it records the calling line, and the first failure wins
+ * (a file already named is kept).
+ */
+int zf_error_set_at(struct zf_error *err, enum zf_status status,
+		    const char *where, const char *src_file, int src_line,
+		    const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+#define zf_fail_at(err, status, where, ...) \
+	zf_error_set_at((err), (status), (where), __FILE__, __LINE__, __VA_ARGS__)
+
+/*
  * Names the file the recorded error is in, unless a (more precise) file is
  * already named. No-op when err is NULL or holds no error.
  */
