@@ -2,10 +2,10 @@
 /*
  * Reads rank 0's model states (names, shapes, buffers, frozen and tied
  * parameters) and builds the tensor list in the model's state_dict()
- * order: trainable params get their shapes here and their extents from
- * layout_zero*.c; frozen params get theirs from their fragments (or, at
- * stage 1, where DeepSpeed records none, from `module`); buffers from
- * `module`; tied aliases point at their source.
+ * order: trainable params get their shapes here and their places from
+ * layout_zero*.c; frozen params get theirs from their fragments (one per
+ * rank at ZeRO-3; at stage 1, where DeepSpeed records none, from
+ * `module`); buffers from `module`; tied aliases point at their source.
  */
 #include "ckpt_i.h"
 
@@ -23,22 +23,25 @@ static int read_shape(const struct zf_pv *v, const char *name, const char *path,
 	uint64_t numel = 1;
 
 	if (!zf_pv_is(v, ZF_PV_TUPLE) && !zf_pv_is(v, ZF_PV_LIST))
-		return zf_fail_at(err, ZF_EFORMAT, path, "the shape of '%s' is not a tuple of ints", name);
-	if (v->u.seq.n > ZF_MAX_DIMS) {
-		zf_fail(err, ZF_EUNSUPPORTED, "'%s' has %zu dimensions (at most %d)",
-			name, v->u.seq.n, ZF_MAX_DIMS);
-		zf_error_where(err, path);
-		return ZF_EUNSUPPORTED;
-	}
+		return zf_fail_at(err, ZF_EFORMAT, path,
+				  "the shape of '%s' is not a tuple of ints", name);
+	if (v->u.seq.n > ZF_MAX_DIMS)
+		return zf_fail_at(err, ZF_EUNSUPPORTED, path,
+				  "'%s' has %zu dimensions (at most %d)",
+				  name, v->u.seq.n, ZF_MAX_DIMS);
 	for (size_t i = 0; i < v->u.seq.n; i++) {
 		const struct zf_pv *d = v->u.seq.items[i];
 
 		if (!zf_pv_is(d, ZF_PV_INT) || d->u.i < 0)
-			return zf_fail_at(err, ZF_EFORMAT, path, "the shape of '%s' has a dimension that is not a non-negative int", name);
+			return zf_fail_at(err, ZF_EFORMAT, path,
+					  "the shape of '%s' has a dimension that is not a non-negative int",
+					  name);
 		t->shape[i] = (uint64_t)d->u.i;
 		if (zf_mul_overflow(numel, t->shape[i], &numel) ||
 		    numel > ((uint64_t)1 << 61))
-			return zf_fail_at(err, ZF_EFORMAT, path, "the shape of '%s' is absurd: its element count overflows", name);
+			return zf_fail_at(err, ZF_EFORMAT, path,
+					  "the shape of '%s' is absurd: its element count overflows",
+					  name);
 	}
 	t->ndim = (uint32_t)v->u.seq.n;
 	t->numel = numel;
@@ -53,37 +56,38 @@ static int add_tensor(struct zf_loader *L, const char *name, size_t *idx,
 	struct zf_ckpt *ck = L->ck;
 	size_t i = zf_strmap_get(&L->names, name);
 	struct zf_tensor *t;
+	char *copy;
 
 	if (!zf_utf8_valid(name, strlen(name))) {
 		char shown[256];
 
-		zf_fail(err, ZF_EFORMAT,
-			"tensor name '%s' is not valid UTF-8: it cannot be served under a Hugging Face name",
-			zf_printable(name, shown, sizeof(shown)));
-		zf_error_where(err, L->files.model[0]);
-		return ZF_EFORMAT;
+		return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, 0),
+				  "tensor name '%s' is not valid UTF-8: it cannot be served under a Hugging Face name",
+				  zf_printable(name, shown, sizeof(shown)));
 	}
 	*is_new = i == ZF_STRMAP_NONE;
 	if (!*is_new) {
 		*idx = i;
 		return ZF_OK;
 	}
-	if (ck->n_tensors == L->cap_tensors)
+	if (ck->info.n_tensors == L->cap_tensors)
 		return zf_fail(err, ZF_EFORMAT, "more tensor names than expected");
-	t = &ck->tensors[ck->n_tensors];
+	t = &ck->tensors[ck->info.n_tensors];
 	memset(t, 0, sizeof(*t));
-	t->name = strdup(name);
-	if (!t->name)
+	memset(&ck->places[ck->info.n_tensors], 0, sizeof(ck->places[0]));
+	copy = strdup(name);
+	if (!copy)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	t->name = copy;
 	t->kind = ZF_KIND_PARAM;
 	t->alias_of = (size_t)-1;
-	if (zf_strmap_put(&L->names, t->name, ck->n_tensors))
+	if (zf_strmap_put(&L->names, t->name, ck->info.n_tensors))
 		return zf_fail(err, ZF_ENOMEM, "name table full");
-	*idx = ck->n_tensors++;
+	*idx = ck->info.n_tensors++;
 	return ZF_OK;
 }
 
-/* Reads rank 0's model states: names, shapes, metadata. */
+/* Reads rank 0's model states: what it records about the model. */
 int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
@@ -92,7 +96,9 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 
 	L->module = zf_pv_get(root, "module");
 	if (L->module && !zf_pv_is(L->module, ZF_PV_DICT) && !zf_pv_is(L->module, ZF_PV_NONE))
-		return zf_fail_at(err, ZF_EFORMAT, path, "'module' is of type %s, expected a state dict", zf_pv_type_name(L->module));
+		return zf_fail_at(err, ZF_EFORMAT, path,
+				  "'module' is of type %s, expected a state dict",
+				  zf_pv_type_name(L->module));
 	if (zf_pv_is(L->module, ZF_PV_NONE))
 		L->module = NULL;
 	L->buffer_names = zf_pv_get(root, "buffer_names");
@@ -101,7 +107,8 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 		return zf_fail_at(err, ZF_EFORMAT, path, "'buffer_names' is not a list");
 	L->param_shapes = zf_pv_get(root, "param_shapes");
 	if (!zf_pv_is(L->param_shapes, ZF_PV_LIST) && !zf_pv_is(L->param_shapes, ZF_PV_DICT))
-		return zf_fail_at(err, ZF_EFORMAT, path, "no 'param_shapes': not a DeepSpeed ZeRO model states file");
+		return zf_fail_at(err, ZF_EFORMAT, path,
+				  "no 'param_shapes': not a DeepSpeed ZeRO model states file");
 	L->frozen_shapes = zf_pv_get(root, "frozen_param_shapes");
 	if (L->frozen_shapes && !zf_pv_is(L->frozen_shapes, ZF_PV_DICT))
 		L->frozen_shapes = NULL; /* None at stage 1 */
@@ -115,76 +122,117 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 	if (!ck->ds_version)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	v = zf_pv_get(root, "global_steps");
-	ck->global_steps = zf_pv_is(v, ZF_PV_INT) ? (uint64_t)v->u.i : (uint64_t)-1;
+	ck->info.global_steps = zf_pv_is(v, ZF_PV_INT) ? (uint64_t)v->u.i : UINT64_MAX;
+	return ZF_OK;
+}
 
-	if (ck->stage == 3 && L->frozen_shapes && L->frozen_shapes->u.dict.n) {
-		L->frags = calloc(L->frozen_shapes->u.dict.n * (size_t)L->files.world_size,
-				  sizeof(*L->frags));
-		if (!L->frags)
-			return zf_fail(err, ZF_ENOMEM, "out of memory");
-	}
-	return zf_load_model_rank(L, 0, err);
+/* Every tensor name comes from module, param_shapes, frozen_param_shapes
+ * or shared_params: sizes the tensor table and the name map once. */
+int zf_size_tables(struct zf_loader *L, struct zf_error *err)
+{
+	struct zf_ckpt *ck = L->ck;
+	const struct zf_pv *ps = L->param_shapes;
+	size_t max = zf_pv_count_items(L->module) + zf_pv_count_items(L->frozen_shapes) +
+		     zf_pv_count_items(L->shared);
+
+	if (zf_pv_is(ps, ZF_PV_DICT))
+		max += ps->u.dict.n;
+	else
+		for (size_t g = 0; g < ps->u.seq.n; g++)
+			max += zf_pv_count_items(ps->u.seq.items[g]);
+	ck->tensors = calloc(max ? max : 1, sizeof(*ck->tensors));
+	ck->places = calloc(max ? max : 1, sizeof(*ck->places));
+	L->param_of = malloc((max ? max : 1) * sizeof(*L->param_of));
+	if (!ck->tensors || !ck->places || !L->param_of || zf_strmap_init(&L->names, max))
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	for (size_t i = 0; i < max; i++)
+		L->param_of[i] = SIZE_MAX;
+	L->cap_tensors = max;
+	return ZF_OK;
 }
 
 /*
- * Rank r's model states (its pickle is parsed; it is freed right after):
- * the same save as rank 0, and at ZeRO-3 its fragments of every frozen
- * param, kept as byte ranges so the pickle need not stay in memory.
- * Every rank's frozen_param_fragments lists names in frozen_param_shapes
- * order, so each lookup tries that position first: with thousands of
- * frozen params (LoRA) and many ranks a plain scan would be quadratic.
+ * The same save as rank 0 (rank r >= 1), and at ZeRO-3 rank r's fragment
+ * of every frozen param: interned as one table of offsets (ranks >= 1
+ * usually share one). Every rank's frozen_param_fragments lists names in
+ * frozen_param_shapes order, so each lookup tries that position first:
+ * with thousands of frozen params (LoRA) and many ranks a plain scan
+ * would be quadratic. Runs on several threads at once (r >= 1).
  */
 int zf_load_model_rank(struct zf_loader *L, uint32_t r, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
 	const struct zf_pv *rr = L->model[r].root;
+	const char *path = zf_model_path(L, r);
 	const struct zf_pv *frags;
+	uint32_t ws = L->ws, nf;
+	uint64_t *offs;
+	int rc = ZF_OK;
 
 	if (r > 0) {
 		const struct zf_pv *gs = zf_pv_get(rr, "global_steps");
 		const struct zf_pv *ps = zf_pv_get(rr, "param_shapes");
 
-		if (zf_pv_is(gs, ZF_PV_INT) && gs->u.i != (int64_t)ck->global_steps) {
-			zf_fail(err, ZF_EFORMAT,
-				"saved at step %lld, but rank 0's file at step %lld: files from different saves are mixed",
-				(long long)gs->u.i, (long long)ck->global_steps);
-			zf_error_where(err, zf_model_path(L, r));
-			return ZF_EFORMAT;
-		}
+		if (zf_pv_is(gs, ZF_PV_INT) && (uint64_t)gs->u.i != ck->info.global_steps)
+			return zf_fail_at(err, ZF_EFORMAT, path,
+					  "saved at step %lld, but rank 0's file at step %lld: files from different saves are mixed",
+					  (long long)gs->u.i, (long long)ck->info.global_steps);
 		if (zf_pv_count_items(ps) != zf_pv_count_items(L->param_shapes))
-			return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, r),
-					   "param_shapes differs from rank 0's: files from different runs are mixed");
+			return zf_fail_at(err, ZF_EFORMAT, path,
+					  "param_shapes differs from rank 0's: files from different runs are mixed");
 	}
-	if (!L->frags)
+	if (!L->frozen)
 		return ZF_OK;
+	nf = ck->lay.n_frozen;
+	offs = malloc((nf ? nf : 1) * sizeof(*offs));
+	if (!offs)
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	frags = zf_pv_get(rr, "frozen_param_fragments");
-	for (size_t i = 0; i < L->frozen_shapes->u.dict.n; i++) {
+	for (uint32_t i = 0; i < nf && !rc; i++) {
 		const struct zf_pv *k = L->frozen_shapes->u.dict.keys[i];
+		struct zf_tensor *t = &ck->tensors[L->frozen[i]];
+		uint64_t n = t->numel, p = n / ws + (n % ws != 0), start = (uint64_t)r * p;
+		uint64_t cnt = start < n ? (n - start < p ? n - start : p) : 0;
 		const struct zf_pv *fr;
-		struct zf_frag *out = &L->frags[i * L->files.world_size + r];
 		struct zf_view v;
-		int rc;
 
-		if (!zf_pv_is(k, ZF_PV_STR))
-			return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, 0),
-					   "frozen_param_shapes has a non-string name");
+		offs[i] = UINT64_MAX;
 		fr = zf_pv_is(frags, ZF_PV_DICT) && i < frags->u.dict.n &&
 				     zf_pv_is(frags->u.dict.keys[i], ZF_PV_STR) &&
 				     !strcmp(frags->u.dict.keys[i]->u.str.s, k->u.str.s)
 			     ? frags->u.dict.vals[i]
 			     : zf_pv_get(frags, k->u.str.s);
-		if (!fr)
-			continue; /* named when (if) the rank's part is needed */
+		if (!fr) {
+			if (cnt)
+				rc = zf_fail_at(err, ZF_EFORMAT, path,
+						"no fragment of frozen parameter '%s'", t->name);
+			continue;
+		}
 		rc = zf_view_resolve(&L->model[r], fr, k->u.str.s, &v, err);
 		if (rc)
-			return rc;
-		out->present = true;
-		out->source = v.source;
-		out->dtype = v.dtype;
-		out->offset = v.offset;
-		out->numel = v.numel;
+			break;
+		if (r == 0)
+			t->src_dtype = v.dtype; /* the others must agree */
+		if (!cnt)
+			continue;
+		if (v.numel < cnt)
+			rc = zf_fail_at(err, ZF_EFORMAT, path,
+					"fragment of frozen parameter '%s' holds %llu elements, expected %llu (ceil(%llu/%u))",
+					t->name, (unsigned long long)v.numel,
+					(unsigned long long)p, (unsigned long long)n, ws);
+		else if (v.dtype != t->src_dtype)
+			rc = zf_fail_at(err, ZF_EFORMAT, path,
+					"fragments of '%s' differ in dtype across ranks", t->name);
+		else
+			offs[i] = v.offset;
 	}
-	return ZF_OK;
+	if (!rc) {
+		pthread_mutex_lock(&L->lock);
+		rc = zf_tables_intern(&ck->lay.tables, offs, nf, &ck->lay.frags[r], err);
+		pthread_mutex_unlock(&L->lock);
+	}
+	free(offs);
+	return rc;
 }
 
 static enum zf_dtype module_dtype(const struct zf_loader *L, const char *name)
@@ -209,7 +257,8 @@ static bool in_list(const struct zf_pv *list, const char *name)
 	return false;
 }
 
-/* Lists the trainable params in flat order and gives them their shapes. */
+/* Lists the trainable params in flat order and gives them their shapes
+ * and their start in their group. */
 int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 {
 	const struct zf_pv *ps = L->param_shapes;
@@ -224,13 +273,18 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 			return zf_fail_at(err, ZF_EFORMAT, path, "param_shapes holds a non-dict");
 		total += d->u.dict.n;
 	}
+	if (n_groups >= UINT32_MAX)
+		return zf_fail_at(err, ZF_EFORMAT, path, "param_shapes has %zu groups", n_groups);
 	L->params = calloc(total ? total : 1, sizeof(*L->params));
-	if (!L->params)
+	L->group_first = calloc(n_groups + 1, sizeof(*L->group_first));
+	if (!L->params || !L->group_first)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	L->n_groups = (uint32_t)n_groups;
 	for (size_t g = 0; g < n_groups; g++) {
 		const struct zf_pv *d = zf_pv_is(ps, ZF_PV_DICT) ? ps : ps->u.seq.items[g];
+		uint64_t start = 0;
 
+		L->group_first[g] = L->n_params;
 		for (size_t i = 0; i < d->u.dict.n; i++) {
 			const struct zf_pv *k = d->u.dict.keys[i];
 			struct zf_flat_param *p = &L->params[L->n_params];
@@ -240,12 +294,15 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 			int rc;
 
 			if (!zf_pv_is(k, ZF_PV_STR))
-				return zf_fail_at(err, ZF_EFORMAT, path, "param_shapes has a non-string name");
+				return zf_fail_at(err, ZF_EFORMAT, path,
+						  "param_shapes has a non-string name");
 			rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
 			if (rc)
 				return rc;
 			if (!is_new)
-				return zf_fail_at(err, ZF_EFORMAT, path, "parameter '%s' appears twice in param_shapes", k->u.str.s);
+				return zf_fail_at(err, ZF_EFORMAT, path,
+						  "parameter '%s' appears twice in param_shapes",
+						  k->u.str.s);
 			t = &L->ck->tensors[idx];
 			rc = read_shape(d->u.dict.vals[i], t->name, path, t, err);
 			if (rc)
@@ -255,20 +312,26 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 			p->name = t->name;
 			p->numel = t->numel;
 			p->group = (uint32_t)g;
+			p->start = start;
 			p->tensor = idx;
-			L->n_params++;
+			L->param_of[idx] = L->n_params++;
+			/* numel < 2^61 each (read_shape), at most 2^20 entries
+			 * per zip: the sum cannot wrap. */
+			start += t->numel;
 		}
 	}
+	L->group_first[n_groups] = L->n_params;
 	return ZF_OK;
 }
 
-/* Gives a tensor the extents of a whole view (buffers, stage 1/2 frozen). */
-static int from_view(struct zf_loader *L, const struct zf_loaded *f,
-		     const struct zf_pv *pv, struct zf_tensor *t, bool set_shape,
-		     struct zf_error *err)
+/* Gives a tensor the place of a whole view (buffers, stage 1/2 frozen). */
+static int from_view(struct zf_loader *L, const struct zf_pv *pv, size_t idx,
+		     bool set_shape, struct zf_error *err)
 {
+	struct zf_tensor *t = &L->ck->tensors[idx];
+	struct zf_place *pl = &L->ck->places[idx];
 	struct zf_view v;
-	int rc = zf_view_resolve(f, pv, t->name, &v, err);
+	int rc = zf_view_resolve(&L->model[0], pv, t->name, &v, err);
 
 	if (rc)
 		return rc;
@@ -277,15 +340,16 @@ static int from_view(struct zf_loader *L, const struct zf_loaded *f,
 		memcpy(t->shape, v.shape, sizeof(v.shape));
 		t->numel = v.numel;
 	} else if (v.numel != t->numel) {
-		zf_fail(err, ZF_EFORMAT, "'%s' holds %llu elements, but its shape needs %llu",
-			t->name, (unsigned long long)v.numel, (unsigned long long)t->numel);
-		zf_error_where(err, zf_ptfile_path(f->pf));
-		return ZF_EFORMAT;
+		return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, 0),
+				  "'%s' holds %llu elements, but its shape needs %llu",
+				  t->name, (unsigned long long)v.numel,
+				  (unsigned long long)t->numel);
 	}
 	t->src_dtype = v.dtype;
-	(void)L;
-	return zf_tensor_add_extent(t, v.source, v.offset,
-				    v.numel * zf_dtype_size(v.dtype), err);
+	pl->kind = ZF_PLACE_WHOLE;
+	pl->u.whole.file = v.file;
+	pl->u.whole.offset = v.offset;
+	return ZF_OK;
 }
 
 /*
@@ -304,43 +368,62 @@ static const struct zf_pv *get_hinted(const struct zf_pv *d, const char *key,
 	return zf_pv_get(d, key);
 }
 
-/* ZeRO-3 frozen param i: rank r's fragment holds elements [r*p, (r+1)*p). */
-static int frozen_zero3(struct zf_loader *L, struct zf_tensor *t, size_t i,
-			struct zf_error *err)
+/*
+ * The frozen params named by frozen_param_shapes (stages 2 and 3). At
+ * stage 2 each is whole in rank 0's frozen_param_fragments; at stage 3
+ * each rank holds a fragment: rank 0's are read here, the others' by
+ * zf_load_model_rank() as their files load.
+ */
+int zf_collect_frozen(struct zf_loader *L, struct zf_error *err)
 {
-	uint32_t ws = L->files.world_size;
-	uint64_t n = t->numel, p = n / ws + (n % ws != 0);
+	struct zf_ckpt *ck = L->ck;
+	const char *path = zf_model_path(L, 0);
+	const struct zf_pv *fs = L->frozen_shapes;
+	const struct zf_pv *frags0 = zf_pv_get(L->model[0].root, "frozen_param_fragments");
+	size_t n = fs ? fs->u.dict.n : 0;
+	bool zero3 = ck->info.stage == 3 && n;
+	int rc;
 
-	for (uint32_t r = 0; r < ws; r++) {
-		const struct zf_frag *fr = &L->frags[i * ws + r];
-		uint64_t start = (uint64_t)r * p, cnt;
-		int rc;
+	if (zero3) {
+		if (n >= UINT32_MAX)
+			return zf_fail_at(err, ZF_EFORMAT, path, "%zu frozen params", n);
+		L->frozen = calloc(n, sizeof(*L->frozen));
+		ck->lay.frags = calloc(L->ws, sizeof(*ck->lay.frags));
+		if (!L->frozen || !ck->lay.frags)
+			return zf_fail(err, ZF_ENOMEM, "out of memory");
+		ck->lay.n_frozen = (uint32_t)n;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct zf_pv *k = fs->u.dict.keys[i];
+		struct zf_tensor *t;
+		size_t idx;
+		bool is_new;
 
-		if (start >= n)
-			break;
-		cnt = n - start < p ? n - start : p;
-		if (!fr->present)
-			return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, r),
-					   "no fragment of frozen parameter '%s'", t->name);
-		if (fr->numel < cnt) {
-			zf_fail(err, ZF_EFORMAT,
-				"fragment of frozen parameter '%s' holds %llu elements, expected %llu (ceil(%llu/%u))",
-				t->name, (unsigned long long)fr->numel,
-				(unsigned long long)p, (unsigned long long)n, ws);
-			zf_error_where(err, zf_model_path(L, r));
-			return ZF_EFORMAT;
-		}
-		if (r == 0)
-			t->src_dtype = fr->dtype;
-		else if (fr->dtype != t->src_dtype)
-			return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, r),
-					   "fragments of '%s' differ in dtype across ranks", t->name);
-		rc = zf_tensor_add_extent(t, fr->source, fr->offset,
-					  cnt * zf_dtype_size(fr->dtype), err);
+		if (!zf_pv_is(k, ZF_PV_STR))
+			return zf_fail_at(err, ZF_EFORMAT, path,
+					  "frozen_param_shapes has a non-string name");
+		rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
 		if (rc)
 			return rc;
+		if (!is_new)
+			return zf_fail_at(err, ZF_EFORMAT, path,
+					  "'%s' is both trainable and frozen", k->u.str.s);
+		t = &ck->tensors[idx];
+		rc = read_shape(fs->u.dict.vals[i], t->name, path, t, err);
+		if (rc)
+			return rc;
+		t->kind = ZF_KIND_FROZEN;
+		if (zero3) {
+			L->frozen[i] = idx;
+			ck->places[idx].kind = ZF_PLACE_FRAG3;
+			ck->places[idx].u.frag3.index = (uint32_t)i;
+		} else {
+			rc = from_view(L, get_hinted(frags0, t->name, i), idx, false, err);
+			if (rc)
+				return rc;
+		}
 	}
-	return ZF_OK;
+	return zero3 ? zf_load_model_rank(L, 0, err) : ZF_OK;
 }
 
 /*
@@ -352,16 +435,18 @@ static int frozen_zero3(struct zf_loader *L, struct zf_tensor *t, size_t i,
 static int put_in_model_order(struct zf_loader *L, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
-	size_t n = ck->n_tensors, k = 0;
+	size_t n = ck->info.n_tensors, k = 0;
 	size_t *new_of = malloc((n ? n : 1) * sizeof(*new_of));
 	struct zf_tensor *sorted = calloc(n ? n : 1, sizeof(*sorted));
+	struct zf_place *places = calloc(n ? n : 1, sizeof(*places));
 	const struct zf_pv *mod = L->module;
 	static const enum zf_tensor_kind rest[] = { ZF_KIND_BUFFER, ZF_KIND_FROZEN,
 						    ZF_KIND_PARAM, ZF_KIND_ALIAS };
 
-	if (!new_of || !sorted) {
+	if (!new_of || !sorted || !places) {
 		free(new_of);
 		free(sorted);
+		free(places);
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < n; i++)
@@ -378,59 +463,34 @@ static int put_in_model_order(struct zf_loader *L, struct zf_error *err)
 				new_of[i] = k++;
 	for (size_t i = 0; i < n; i++) {
 		sorted[new_of[i]] = ck->tensors[i];
+		places[new_of[i]] = ck->places[i];
 		if (sorted[new_of[i]].kind == ZF_KIND_ALIAS)
 			sorted[new_of[i]].alias_of = new_of[ck->tensors[i].alias_of];
 	}
 	free(ck->tensors);
+	free(ck->places);
 	ck->tensors = sorted;
+	ck->places = places;
 	free(new_of);
-	/* The name map and L->params index the old order: retire them. */
+	/* The name map and the params' tensor indexes are of the old
+	 * order: the map goes; the params are not used after this. */
 	zf_strmap_release(&L->names);
 	return ZF_OK;
 }
 
 /*
- * Lists every tensor in state_dict order and gives frozen params and
- * buffers their data. Trainable params got their shapes in
- * collect_params(); their extents come from the layout step.
+ * Lists every other tensor of `module` in state_dict order and gives
+ * buffers (and stage 1 frozen params) their data, then puts the list in
+ * the model's order. Trainable params got their places from the layout,
+ * frozen params from zf_collect_frozen().
  */
 int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
 	const char *path = zf_model_path(L, 0);
 	const struct zf_pv *mod = L->module;
-	const struct zf_pv *frags0 = zf_pv_get(L->model[0].root, "frozen_param_fragments");
 	size_t n_mod = mod ? mod->u.dict.n : 0;
 	int rc;
-
-	/* Frozen params named by frozen_param_shapes (stage 2/3). */
-	if (L->frozen_shapes) {
-		for (size_t i = 0; i < L->frozen_shapes->u.dict.n; i++) {
-			const struct zf_pv *k = L->frozen_shapes->u.dict.keys[i];
-			struct zf_tensor *t;
-			size_t idx;
-			bool is_new;
-
-			if (!zf_pv_is(k, ZF_PV_STR))
-				return zf_fail_at(err, ZF_EFORMAT, path, "frozen_param_shapes has a non-string name");
-			rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
-			if (rc)
-				return rc;
-			if (!is_new)
-				return zf_fail_at(err, ZF_EFORMAT, path, "'%s' is both trainable and frozen", k->u.str.s);
-			t = &ck->tensors[idx];
-			rc = read_shape(L->frozen_shapes->u.dict.vals[i], t->name, path, t, err);
-			if (rc)
-				return rc;
-			t->kind = ZF_KIND_FROZEN;
-			if (ck->stage == 3)
-				rc = frozen_zero3(L, t, i, err);
-			else
-				rc = from_view(L, &L->model[0], get_hinted(frags0, t->name, i), t, false, err);
-			if (rc)
-				return rc;
-		}
-	}
 
 	/* Everything in `module`, in its order: buffers, stage-1 frozen
 	 * params, tied aliases. Params seen above keep their index. */
@@ -458,16 +518,16 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 			continue;
 		if (in_list(L->buffer_names, t->name)) {
 			t->kind = ZF_KIND_BUFFER;
-			rc = from_view(L, &L->model[0], mod->u.dict.vals[i], t, true, err);
-		} else if (ck->stage != 3) {
+			rc = from_view(L, mod->u.dict.vals[i], idx, true, err);
+		} else if (ck->info.stage != 3) {
 			/* Stage 1 records no frozen params: `module` holds the
 			 * only copy (in the training dtype). */
 			t->kind = ZF_KIND_FROZEN;
-			rc = from_view(L, &L->model[0], mod->u.dict.vals[i], t, true, err);
+			rc = from_view(L, mod->u.dict.vals[i], idx, true, err);
 		} else {
 			return zf_fail_at(err, ZF_EFORMAT, path,
-				   "'%s' is in the model, but the checkpoint holds no data for it (not in param_shapes, frozen_param_shapes or buffer_names)",
-				   t->name);
+					  "'%s' is in the model, but the checkpoint holds no data for it (not in param_shapes, frozen_param_shapes or buffer_names)",
+					  t->name);
 		}
 		if (rc)
 			return rc;
@@ -478,8 +538,11 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 		for (size_t i = 0; i < L->buffer_names->u.seq.n; i++) {
 			const struct zf_pv *s = L->buffer_names->u.seq.items[i];
 
-			if (zf_pv_is(s, ZF_PV_STR) && zf_strmap_get(&L->names, s->u.str.s) == ZF_STRMAP_NONE)
-				return zf_fail_at(err, ZF_EFORMAT, path, "buffer '%s' is listed in buffer_names but missing from 'module'", s->u.str.s);
+			if (zf_pv_is(s, ZF_PV_STR) &&
+			    zf_strmap_get(&L->names, s->u.str.s) == ZF_STRMAP_NONE)
+				return zf_fail_at(err, ZF_EFORMAT, path,
+						  "buffer '%s' is listed in buffer_names but missing from 'module'",
+						  s->u.str.s);
 		}
 	}
 
@@ -501,7 +564,7 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 	}
 
 	/* Resolve aliases to their sources (one level; chains are followed). */
-	for (size_t i = 0; i < ck->n_tensors; i++) {
+	for (size_t i = 0; i < ck->info.n_tensors; i++) {
 		struct zf_tensor *t = &ck->tensors[i];
 		const char *src = t->name;
 		size_t j = i, hops = 0;
@@ -515,8 +578,11 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 			j = zf_strmap_get(&L->names, src);
 		}
 		if (j == ZF_STRMAP_NONE || ck->tensors[j].kind == ZF_KIND_ALIAS)
-			return zf_fail_at(err, ZF_EFORMAT, path, "tied parameter '%s' points at a parameter the checkpoint does not hold", t->name);
+			return zf_fail_at(err, ZF_EFORMAT, path,
+					  "tied parameter '%s' points at a parameter the checkpoint does not hold",
+					  t->name);
 		t->alias_of = j;
+		ck->places[i].kind = ZF_PLACE_NONE;
 	}
 	return put_in_model_order(L, err);
 }
@@ -530,19 +596,19 @@ int zf_find_train_dtype(struct zf_loader *L)
 		enum zf_dtype dt = module_dtype(L, L->params[i].name);
 
 		if (zf_dtype_is_float(dt)) {
-			ck->train_dtype = dt;
+			ck->info.train_dtype = dt;
 			return ZF_OK;
 		}
 	}
-	ck->train_dtype = ZF_DT_F32;
+	ck->info.train_dtype = ZF_DT_F32;
 	if (zf_pv_is(cfg, ZF_PV_DICT)) {
 		const struct zf_pv *b = zf_pv_get(zf_pv_get(cfg, "bf16"), "enabled");
 		const struct zf_pv *h = zf_pv_get(zf_pv_get(cfg, "fp16"), "enabled");
 
 		if (zf_pv_is(b, ZF_PV_BOOL) && b->u.b)
-			ck->train_dtype = ZF_DT_BF16;
+			ck->info.train_dtype = ZF_DT_BF16;
 		else if (zf_pv_is(h, ZF_PV_BOOL) && h->u.b)
-			ck->train_dtype = ZF_DT_F16;
+			ck->info.train_dtype = ZF_DT_F16;
 	}
 	return ZF_OK;
 }
@@ -551,7 +617,7 @@ void zf_finish_dtypes(struct zf_loader *L)
 {
 	struct zf_ckpt *ck = L->ck;
 
-	for (size_t i = 0; i < ck->n_tensors; i++) {
+	for (size_t i = 0; i < ck->info.n_tensors; i++) {
 		struct zf_tensor *t = &ck->tensors[i];
 		enum zf_dtype dt = module_dtype(L, t->name);
 
@@ -566,16 +632,16 @@ void zf_finish_dtypes(struct zf_loader *L)
 			continue;
 		}
 		if (t->kind == ZF_KIND_PARAM)
-			t->model_dtype = dt ? dt : ck->train_dtype;
+			t->model_dtype = dt ? dt : ck->info.train_dtype;
 		else
 			t->model_dtype = dt ? dt : t->src_dtype;
 	}
-	for (size_t i = 0; i < ck->n_tensors; i++) {
+	for (size_t i = 0; i < ck->info.n_tensors; i++) {
 		struct zf_tensor *t = &ck->tensors[i];
 
 		if (t->kind == ZF_KIND_ALIAS)
 			t->model_dtype = ck->tensors[t->alias_of].model_dtype;
 		if (t->kind == ZF_KIND_PARAM || t->kind == ZF_KIND_FROZEN)
-			ck->n_params += t->numel;
+			ck->info.n_params += t->numel;
 	}
 }

@@ -183,6 +183,41 @@ static int finish_file(struct job *j, struct out_file *of, struct zf_error *err)
 }
 
 /*
+ * Copies n bytes of src at src_off to fd at off in the kernel, through a
+ * descriptor the source lends for the copy, then checks that the source
+ * is still the file opened: the bytes copied are of that file, or the
+ * export fails with ZF_ECHANGED. *left is what was not copied (the
+ * failure is then in *why), for the caller to copy through memory.
+ */
+static int copy_range(struct zf_source *src, uint64_t src_off, int fd,
+		      uint64_t off, uint64_t n, uint64_t *left, int *why,
+		      struct zf_error *e)
+{
+	loff_t in = (loff_t)src_off, out = (loff_t)off;
+	int src_fd, rc;
+
+	*left = n;
+	*why = 0;
+	rc = zf_source_pin_fd(src, &src_fd, e);
+	if (rc)
+		return rc;
+	while (*left) {
+		ssize_t k = copy_file_range(src_fd, &in, fd, &out, *left, 0);
+
+		if (k > 0) {
+			*left -= (uint64_t)k;
+		} else if (k < 0 && errno == EINTR) {
+			continue;
+		} else {
+			*why = k < 0 ? errno : 0;
+			break;
+		}
+	}
+	zf_source_unpin_fd(src);
+	return zf_source_check(src, e);
+}
+
+/*
  * Copies len bytes of of's virtual file at off into fd. Runs that are
  * verbatim source bytes (fp32 served as fp32, passthrough files) are
  * copied in the kernel with copy_file_range(), as cp does, which skips
@@ -196,34 +231,23 @@ static int copy_chunk(struct job *j, struct out_file *of, int fd,
 	uint64_t end = off + len;
 
 	while (off < end) {
+		struct zf_source *src;
 		uint64_t src_off, n;
-		int src_fd;
 		int64_t got;
 		int rc;
 
-		zf_vfile_segment(j->d, of->f, off, end - off, &src_fd, &src_off, &n);
+		zf_vfile_segment(j->d, of->f, off, end - off, &src, &src_off, &n);
 		if (!n)
 			return zf_fail(e, ZF_ECHANGED, "'%s' ended at byte %llu, expected %llu",
 				       of->f->name, (unsigned long long)off,
 				       (unsigned long long)of->f->size);
-		if (src_fd >= 0 && !atomic_load(&j->no_copy_range)) {
-			loff_t in = (loff_t)src_off, out = (loff_t)off;
-			uint64_t left = n;
+		if (src && !atomic_load(&j->no_copy_range)) {
+			uint64_t left;
+			int why;
 
-			int why = 0;
-
-			while (left) {
-				ssize_t k = copy_file_range(src_fd, &in, fd, &out, left, 0);
-
-				if (k > 0) {
-					left -= (uint64_t)k;
-				} else if (k < 0 && errno == EINTR) {
-					continue;
-				} else {
-					why = k < 0 ? errno : 0;
-					break;
-				}
-			}
+			rc = copy_range(src, src_off, fd, off, n, &left, &why, e);
+			if (rc)
+				return rc;
 			off += n - left;
 			if (!left)
 				continue;
@@ -367,7 +391,8 @@ out:
 static int check_not_in_ckpt(const struct zf_hfdir *d, const char *out_dir,
 			     struct zf_error *err)
 {
-	const struct zf_ckpt *ck = d->ck;
+	const struct zf_hfdir_info *di = zf_hfdir_info(d);
+	const struct zf_ckpt_info *ck = zf_ckpt_info(di->ck);
 	char *out = canonical_out(out_dir, err), *real = NULL;
 	int rc = ZF_OK;
 
@@ -388,20 +413,20 @@ static int check_not_in_ckpt(const struct zf_hfdir *d, const char *out_dir,
 		goto out;
 	}
 	free(real);
-	real = d->config_source ? realpath(d->config_source, NULL) : NULL;
+	real = di->config_source ? realpath(di->config_source, NULL) : NULL;
 	if (real && !strcmp(out, real)) {
 		rc = zf_fail(err, ZF_EUSAGE,
 			     "is the folder config.json is read from; export never writes over its sources");
 		goto out;
 	}
-	for (size_t i = 0; i < d->n_files; i++) {
-		const struct zf_vfile *f = &d->files[i];
+	for (size_t i = 0; i < di->n_files; i++) {
+		const struct zf_vfile *f = zf_hfdir_file(d, i);
 		char *slash;
 
-		if (f->kind != ZF_VF_PASSTHROUGH || !f->path)
+		if (f->kind != ZF_VF_PASSTHROUGH || !f->src)
 			continue;
 		free(real);
-		real = realpath(f->path, NULL);
+		real = realpath(zf_source_path(f->src), NULL);
 		if (!real || !(slash = strrchr(real, '/')))
 			continue;
 		*slash = '\0';
@@ -662,7 +687,7 @@ static void tick(void *arg)
 {
 	struct job *j = arg;
 
-	report(j, j->d->total_bytes);
+	report(j, zf_hfdir_info(j->d)->total_bytes);
 }
 
 static int run_workers(struct job *j, unsigned threads, struct zf_error *err)
@@ -676,6 +701,7 @@ int zf_export(const struct zf_hfdir *d, const char *out_dir,
 	      const struct zf_export_options *o, struct zf_error *err)
 {
 	struct zf_export_options opts = o ? *o : (struct zf_export_options){ 0 };
+	const struct zf_hfdir_info *di = zf_hfdir_info(d);
 	struct job j = { .d = d, .o = &opts, .dirfd = -1, .err = err };
 	char **stale = NULL;
 	size_t n_stale = 0;
@@ -694,8 +720,8 @@ int zf_export(const struct zf_hfdir *d, const char *out_dir,
 	if (rc)
 		goto out;
 
-	for (size_t i = 0; i < d->n_files; i++) {
-		rc = check_target(j.dirfd, out_dir, d->files[i].name, opts.force, "", err);
+	for (size_t i = 0; i < di->n_files; i++) {
+		rc = check_target(j.dirfd, out_dir, zf_hfdir_file(d, i)->name, opts.force, "", err);
 		if (rc)
 			goto out;
 	}
@@ -706,16 +732,16 @@ int zf_export(const struct zf_hfdir *d, const char *out_dir,
 	if (rc)
 		goto out;
 
-	j.files = calloc(d->n_files ? d->n_files : 1, sizeof(*j.files));
+	j.files = calloc(di->n_files ? di->n_files : 1, sizeof(*j.files));
 	if (!j.files) {
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		goto out;
 	}
-	j.n_files = d->n_files;
-	for (size_t i = 0; i < d->n_files; i++) {
+	j.n_files = di->n_files;
+	for (size_t i = 0; i < di->n_files; i++) {
 		struct out_file *of = &j.files[i];
 
-		of->f = &d->files[i];
+		of->f = zf_hfdir_file(d, i);
 		of->fd = -1;
 		of->first_chunk = j.n_chunks;
 		of->n_chunks = (of->f->size + CHUNK_BYTES - 1) / CHUNK_BYTES;
@@ -735,7 +761,7 @@ int zf_export(const struct zf_hfdir *d, const char *out_dir,
 			break;
 	}
 
-	report(&j, d->total_bytes);
+	report(&j, di->total_bytes);
 	if (j.n_chunks && !stopped(&j)) {
 		rc = run_workers(&j, threads, err);
 		if (!rc && atomic_load(&j.failed))
@@ -753,7 +779,7 @@ int zf_export(const struct zf_hfdir *d, const char *out_dir,
 		zf_error_where(err, out_dir);
 		goto out;
 	}
-	report(&j, d->total_bytes);
+	report(&j, di->total_bytes);
 out:
 	for (size_t i = 0; j.files && i < j.n_files; i++) {
 		struct out_file *of = &j.files[i];

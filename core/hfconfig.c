@@ -14,12 +14,10 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
-#include <fcntl.h>
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "io.h"
 
@@ -38,27 +36,27 @@ static const char *const wanted[] = {
 #define MAX_META_FILE ((size_t)1 << 30)
 #define MAX_CONFIG_FILE ((size_t)16 << 20)
 
-struct zf_vfile *zf_vfiles_add(struct zf_vfiles *l, const char *name)
+struct zf_vfile_entry *zf_vfiles_add(struct zf_vfiles *l, const char *name)
 {
-	struct zf_vfile *f;
+	struct zf_vfile_entry *e;
+	char *copy;
 
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 16;
-		struct zf_vfile *v = realloc(l->v, cap * sizeof(*v));
+		struct zf_vfile_entry *v = realloc(l->v, cap * sizeof(*v));
 
 		if (!v)
 			return NULL;
 		l->v = v;
 		l->cap = cap;
 	}
-	f = &l->v[l->n];
-	memset(f, 0, sizeof(*f));
-	f->fd = -1;
-	f->name = strdup(name);
-	if (!f->name)
+	copy = strdup(name);
+	if (!copy)
 		return NULL;
-	l->n++;
-	return f;
+	e = &l->v[l->n++];
+	memset(e, 0, sizeof(*e));
+	e->f.name = copy;
+	return e;
 }
 
 static bool is_wanted(const char *name)
@@ -69,17 +67,42 @@ static bool is_wanted(const char *name)
 	return false;
 }
 
-static char *join(const char *dir, const char *name)
+/* Reads the whole of a small file (at most max bytes) through a source,
+ * NUL-terminated. */
+static int read_whole(const char *path, size_t max, char **out, size_t *len,
+		      struct timespec *mtime, struct zf_error *err)
 {
-	size_t a = strlen(dir), b = strlen(name);
-	char *p = malloc(a + b + 2);
+	struct zf_source *src;
+	uint64_t size;
+	char *buf;
+	int rc;
 
-	if (p) {
-		memcpy(p, dir, a);
-		p[a] = '/';
-		memcpy(p + a + 1, name, b + 1);
+	rc = zf_source_open(path, &src, err);
+	if (rc)
+		return rc;
+	size = zf_source_size(src);
+	*mtime = zf_source_id(src)->mtime;
+	if (size > max) {
+		zf_source_close(src);
+		return zf_fail_at(err, ZF_EFORMAT, path,
+				  "file is %llu bytes, at most %zu expected",
+				  (unsigned long long)size, max);
 	}
-	return p;
+	buf = malloc((size_t)size + 1);
+	if (!buf) {
+		zf_source_close(src);
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	}
+	rc = zf_source_pread(src, buf, (size_t)size, 0, err);
+	zf_source_close(src);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	buf[size] = '\0';
+	*out = buf;
+	*len = (size_t)size;
+	return ZF_OK;
 }
 
 /* config.json with torch_dtype (and dtype, when present) set to dtype. */
@@ -87,19 +110,19 @@ static int add_config(struct zf_vfiles *l, const char *path,
 		      enum zf_dtype dtype, struct zf_error *err)
 {
 	char *text = NULL, *out = NULL;
-	size_t len;
+	size_t len = 0;
 	cJSON *root = NULL, *dt;
-	struct stat st;
-	struct zf_vfile *f;
+	struct timespec mtime;
+	struct zf_vfile_entry *e;
 	int rc;
 
-	rc = zf_read_small_file(path, MAX_CONFIG_FILE, &text, &len, err);
+	rc = read_whole(path, MAX_CONFIG_FILE, &text, &len, &mtime, err);
 	if (rc)
 		return rc;
 	root = cJSON_ParseWithLength(text, len);
 	if (!cJSON_IsObject(root)) {
-		rc = zf_fail(err, ZF_EFORMAT, "not a JSON object; fix it or pass --config DIR");
-		zf_error_where(err, path);
+		rc = zf_fail_at(err, ZF_EFORMAT, path,
+				"not a JSON object; fix it or pass --config DIR");
 		goto out;
 	}
 	cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
@@ -113,26 +136,25 @@ static int add_config(struct zf_vfiles *l, const char *path,
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		goto out;
 	}
-	f = zf_vfiles_add(l, "config.json");
-	if (!f) {
+	e = zf_vfiles_add(l, "config.json");
+	if (!e) {
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		goto out;
 	}
 	len = strlen(out);
 	out[len] = '\0';
 	/* json.dump style: a trailing newline */
-	f->data = realloc(out, len + 2);
-	if (!f->data) {
+	e->data.data = realloc(out, len + 2);
+	if (!e->data.data) {
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		goto out;
 	}
 	out = NULL;
-	f->data[len] = '\n';
-	f->data[len + 1] = '\0';
-	f->size = len + 1;
-	f->kind = ZF_VF_MEMORY;
-	if (stat(path, &st) == 0)
-		f->mtime = st.st_mtim;
+	e->data.data[len] = '\n';
+	e->data.data[len + 1] = '\0';
+	e->f.size = len + 1;
+	e->f.kind = ZF_VF_MEMORY;
+	e->f.mtime = mtime;
 out:
 	free(out);
 	free(text);
@@ -161,7 +183,7 @@ int zf_hf_add_metadata(struct zf_vfiles *l, const char *dir,
 
 		if (strcmp(de->d_name, "config.json") && !is_wanted(de->d_name))
 			continue;
-		path = join(dir, de->d_name);
+		path = zf_absolute_path(dir, de->d_name);
 		if (!path) {
 			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 			break;
@@ -177,26 +199,27 @@ int zf_hf_add_metadata(struct zf_vfiles *l, const char *dir,
 		} else if ((uint64_t)st.st_size > MAX_META_FILE) {
 			free(path);
 		} else {
-			struct zf_vfile *f = zf_vfiles_add(l, de->d_name);
-			int fd;
+			struct zf_vfile_entry *e = zf_vfiles_add(l, de->d_name);
+			struct zf_source *src;
 
-			if (!f) {
+			if (!e) {
 				free(path);
 				rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 				break;
 			}
-			rc = zf_open_ro(path, &fd, &st, err);
+			/* A source, not a descriptor: a folder of a thousand
+			 * tokenizer and code files holds none open. */
+			rc = zf_source_open(path, &src, err);
+			free(path);
 			if (rc) {
-				free(path);
-				free(f->name);
+				free((char *)e->f.name);
 				l->n--;
 				break;
 			}
-			f->kind = ZF_VF_PASSTHROUGH;
-			f->path = path;
-			f->fd = fd;
-			f->size = (uint64_t)st.st_size;
-			f->mtime = st.st_mtim;
+			e->f.kind = ZF_VF_PASSTHROUGH;
+			e->f.src = src;
+			e->f.size = zf_source_size(src);
+			e->f.mtime = zf_source_id(src)->mtime;
 		}
 	}
 	closedir(d);

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "strmap.h"
 #include "zerofs/convert.h"
@@ -39,11 +38,13 @@ static int choose_prefix(const struct zf_ckpt *ck, const char *want,
 	const char *p = want ? want : "llm.";
 	size_t n = strlen(p), served = 0, with = 0;
 
-	for (size_t i = 0; i < ck->n_tensors; i++) {
-		if (ck->tensors[i].kind == ZF_KIND_ALIAS)
+	for (size_t i = 0; i < zf_ckpt_info(ck)->n_tensors; i++) {
+		const struct zf_tensor *t = zf_ckpt_tensor(ck, i);
+
+		if (t->kind == ZF_KIND_ALIAS)
 			continue;
 		served++;
-		with += !strncmp(ck->tensors[i].name, p, n);
+		with += !strncmp(t->name, p, n);
 	}
 	if (!want) /* auto: XTuner's wrapper, only when it wraps everything */
 		p = served && with == served ? "llm." : "";
@@ -55,29 +56,22 @@ static int choose_prefix(const struct zf_ckpt *ck, const char *want,
 	return *prefix ? ZF_OK : zf_fail(err, ZF_ENOMEM, "out of memory");
 }
 
-/* Frees n files and the array holding them (NULL is a no-op). */
-static void free_files(struct zf_vfile *files, size_t n)
+/* Frees what file f and its data hold. */
+static void free_file(struct zf_vfile *f, struct zf_vfile_data *data)
 {
-	for (size_t i = 0; files && i < n; i++) {
-		struct zf_vfile *f = &files[i];
-
-		free(f->name);
-		free(f->header);
-		for (size_t j = 0; j < f->n_tensors; j++)
-			free(f->tensors[j].name);
-		free(f->tensors);
-		free(f->data);
-		free(f->path);
-		if (f->fd >= 0)
-			close(f->fd);
-	}
-	free(files);
+	free((char *)f->name);
+	free(data->header);
+	for (size_t j = 0; j < f->n_tensors; j++)
+		free((char *)f->tensors[j].name);
+	free((struct zf_vtensor *)f->tensors);
+	free(data->data);
+	zf_source_close(f->src);
 }
 
-static int cmp_vfile(const void *a, const void *b)
+static int cmp_entry(const void *a, const void *b)
 {
-	return strcmp(((const struct zf_vfile *)a)->name,
-		      ((const struct zf_vfile *)b)->name);
+	return strcmp(((const struct zf_vfile_entry *)a)->f.name,
+		      ((const struct zf_vfile_entry *)b)->f.name);
 }
 
 /*
@@ -95,45 +89,48 @@ static int cmp_vtensor(const void *a, const void *b)
 }
 
 /* Builds shard k: its tensors, header and size. */
-static int build_shard(struct zf_vfile *f, struct zf_vtensor *all, size_t n_all,
+static int build_shard(struct zf_vfile_entry *e, struct zf_vtensor *all, size_t n_all,
 		       const uint32_t *shard_of, uint32_t k, struct zf_error *err)
 {
+	struct zf_vfile *f = &e->f;
 	struct zf_st_tensor *st = NULL;
+	struct zf_vtensor *ts;
 	uint64_t *offs = NULL;
 	size_t n = 0, j = 0;
 	int rc;
 
 	for (size_t i = 0; i < n_all; i++)
 		n += shard_of[i] == k;
-	f->tensors = calloc(n ? n : 1, sizeof(*f->tensors));
+	ts = calloc(n ? n : 1, sizeof(*ts));
+	f->tensors = ts;
 	st = calloc(n ? n : 1, sizeof(*st));
 	offs = calloc(n ? n : 1, sizeof(*offs));
-	if (!f->tensors || !st || !offs) {
+	if (!ts || !st || !offs) {
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n_all; i++) {
 		if (shard_of[i] != k)
 			continue;
-		f->tensors[j] = all[i];
-		f->tensors[j].name = strdup(all[i].name);
-		if (!f->tensors[j].name) {
+		ts[j] = all[i];
+		ts[j].name = strdup(all[i].name);
+		if (!ts[j].name) {
 			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 			goto out;
 		}
-		st[j] = (struct zf_st_tensor){ f->tensors[j].name, all[i].dtype,
+		st[j] = (struct zf_st_tensor){ ts[j].name, all[i].dtype,
 					       all[i].src->ndim, all[i].src->shape,
 					       all[i].nbytes };
 		j++;
 		f->n_tensors = j;
 	}
-	rc = zf_st_layout(st, n, "pt", &f->header, &f->header_len, offs,
+	rc = zf_st_layout(st, n, "pt", &e->data.header, &f->header_len, offs,
 			  &f->size, err);
 	if (rc)
 		goto out;
 	for (size_t i = 0; i < n; i++)
-		f->tensors[i].offset = offs[i];
-	qsort(f->tensors, n, sizeof(*f->tensors), cmp_vtensor);
+		ts[i].offset = offs[i];
+	qsort(ts, n, sizeof(*ts), cmp_vtensor);
 	f->kind = ZF_VF_SAFETENSORS;
 out:
 	free(st);
@@ -145,6 +142,7 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 		   const struct zf_hfdir_options *opts, struct zf_hfdir **out,
 		   struct zf_error *err)
 {
+	const struct zf_ckpt_info *ci = zf_ckpt_info(ck);
 	struct zf_hfdir_options o = opts ? *opts : (struct zf_hfdir_options){ 0 };
 	struct zf_vfiles files = { 0 };
 	struct zf_vtensor *vt = NULL;
@@ -153,7 +151,7 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 	const char **names = NULL;
 	struct zf_strmap seen = { 0 };
 	struct zf_hfdir *d;
-	size_t n = 0, plen;
+	size_t nt = ci->n_tensors, n = 0, plen;
 	const char *meta_dir;
 	int rc;
 
@@ -161,11 +159,12 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	d->ck = ck;
-	d->dtype = o.dtype ? o.dtype : ck->train_dtype;
-	if (d->dtype != ZF_DT_F32 && d->dtype != ZF_DT_BF16 && d->dtype != ZF_DT_F16) {
+	d->info.ck = ck;
+	d->info.dtype = o.dtype ? o.dtype : ci->train_dtype;
+	if (d->info.dtype != ZF_DT_F32 && d->info.dtype != ZF_DT_BF16 &&
+	    d->info.dtype != ZF_DT_F16) {
 		rc = zf_fail(err, ZF_EUSAGE, "cannot serve dtype '%s': choose fp32, bf16 or fp16",
-			     zf_dtype_torch_name(d->dtype));
+			     zf_dtype_torch_name(d->info.dtype));
 		goto out;
 	}
 	if (!o.max_shard_size)
@@ -175,22 +174,23 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 		goto out;
 	plen = strlen(d->prefix);
 
-	vt = calloc(ck->n_tensors ? ck->n_tensors : 1, sizeof(*vt));
-	sizes = calloc(ck->n_tensors ? ck->n_tensors : 1, sizeof(*sizes));
-	shard_of = calloc(ck->n_tensors ? ck->n_tensors : 1, sizeof(*shard_of));
-	names = calloc(ck->n_tensors ? ck->n_tensors : 1, sizeof(*names));
-	if (!vt || !sizes || !shard_of || !names || zf_strmap_init(&seen, ck->n_tensors)) {
+	vt = calloc(nt ? nt : 1, sizeof(*vt));
+	sizes = calloc(nt ? nt : 1, sizeof(*sizes));
+	shard_of = calloc(nt ? nt : 1, sizeof(*shard_of));
+	names = calloc(nt ? nt : 1, sizeof(*names));
+	if (!vt || !sizes || !shard_of || !names || zf_strmap_init(&seen, nt)) {
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < ck->n_tensors; i++) {
-		const struct zf_tensor *t = &ck->tensors[i];
+	for (size_t i = 0; i < nt; i++) {
+		const struct zf_tensor *t = zf_ckpt_tensor(ck, i);
 
 		if (t->kind == ZF_KIND_ALIAS)
 			continue;
 		vt[n].name = t->name + plen;
+		vt[n].tensor = i;
 		vt[n].src = t;
-		vt[n].dtype = served_dtype(t, d->dtype);
+		vt[n].dtype = served_dtype(t, d->info.dtype);
 		vt[n].nbytes = t->numel * zf_dtype_size(vt[n].dtype);
 		if (!vt[n].name[0]) {
 			rc = zf_fail(err, ZF_EUSAGE, "stripping '%s' leaves tensor '%s' without a name",
@@ -210,48 +210,48 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 		}
 		sizes[n] = vt[n].nbytes;
 		names[n] = vt[n].name;
-		d->tensor_bytes += vt[n].nbytes;
+		d->info.tensor_bytes += vt[n].nbytes;
 		n++;
 	}
 	zf_st_plan_shards(sizes, n, o.max_shard_size, shard_of, &n_shards);
 	if (!n_shards)
 		n_shards = 1; /* an empty model still gets its (empty) file */
-	d->n_shards = n_shards;
+	d->info.n_shards = n_shards;
 	for (uint32_t k = 0; k < n_shards; k++) {
 		char name[64];
-		struct zf_vfile *f;
+		struct zf_vfile_entry *e;
 
 		zf_st_shard_name(k + 1, n_shards, name, sizeof(name));
-		f = zf_vfiles_add(&files, name);
-		if (!f) {
+		e = zf_vfiles_add(&files, name);
+		if (!e) {
 			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 			goto out;
 		}
-		rc = build_shard(f, vt, n, shard_of, k, err);
+		rc = build_shard(e, vt, n, shard_of, k, err);
 		if (rc)
 			goto out;
 	}
 	if (n_shards > 1) {
-		struct zf_vfile *f = zf_vfiles_add(&files, "model.safetensors.index.json");
+		struct zf_vfile_entry *e = zf_vfiles_add(&files, "model.safetensors.index.json");
 		size_t len;
 
-		if (!f) {
+		if (!e) {
 			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 			goto out;
 		}
-		rc = zf_st_index_json(names, shard_of, n, n_shards, d->tensor_bytes,
-				      &f->data, &len, err);
+		rc = zf_st_index_json(names, shard_of, n, n_shards, d->info.tensor_bytes,
+				      &e->data.data, &len, err);
 		if (rc)
 			goto out;
-		f->kind = ZF_VF_MEMORY;
-		f->size = len;
+		e->f.kind = ZF_VF_MEMORY;
+		e->f.size = len;
 	}
 
-	meta_dir = o.config_dir ? o.config_dir : ck->hf_dir;
+	meta_dir = o.config_dir ? o.config_dir : ci->hf_dir;
 	if (meta_dir) {
 		bool found;
 
-		rc = zf_hf_add_metadata(&files, meta_dir, d->dtype, &found, err);
+		rc = zf_hf_add_metadata(&files, meta_dir, d->info.dtype, &found, err);
 		if (rc)
 			goto out;
 		if (found && !(d->config_source = strdup(meta_dir))) {
@@ -260,34 +260,35 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 		}
 	}
 
-	for (size_t i = 0; i < ck->n_sources; i++) {
-		const struct timespec *m = &ck->sources[i].mtime;
-
-		if (m->tv_sec > d->mtime.tv_sec ||
-		    (m->tv_sec == d->mtime.tv_sec && m->tv_nsec > d->mtime.tv_nsec))
-			d->mtime = *m;
+	d->info.mtime = ci->mtime;
+	qsort(files.v, files.n, sizeof(*files.v), cmp_entry);
+	d->files = calloc(files.n ? files.n : 1, sizeof(*d->files));
+	d->data = calloc(files.n ? files.n : 1, sizeof(*d->data));
+	if (!d->files || !d->data) {
+		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+		goto out;
 	}
-	qsort(files.v, files.n, sizeof(*files.v), cmp_vfile);
 	for (size_t i = 0; i < files.n; i++) {
-		struct zf_vfile *f = &files.v[i];
+		struct zf_vfile *f = &files.v[i].f;
 
 		f->ino = 2 + i;
 		if (f->kind != ZF_VF_PASSTHROUGH && !f->mtime.tv_sec)
-			f->mtime = d->mtime;
-		d->total_bytes += f->size;
+			f->mtime = d->info.mtime;
+		d->info.total_bytes += f->size;
+		d->files[i] = *f;
+		d->data[i] = files.v[i].data;
 	}
-	d->files = files.v;
-	d->n_files = files.n;
-	files.v = NULL;
+	d->info.n_files = files.n;
+	d->info.prefix = d->prefix;
+	d->info.config_source = d->config_source;
+	files.n = 0;
 	*out = d;
 	d = NULL;
 out:
-	free_files(files.v, files.n);
-	if (d) {
-		free(d->prefix);
-		free(d->config_source);
-		free(d);
-	}
+	for (size_t i = 0; i < files.n; i++)
+		free_file(&files.v[i].f, &files.v[i].data);
+	free(files.v);
+	zf_hfdir_free(d);
 	zf_strmap_release(&seen);
 	free(vt);
 	free(sizes);
@@ -300,16 +301,29 @@ void zf_hfdir_free(struct zf_hfdir *d)
 {
 	if (!d)
 		return;
-	free_files(d->files, d->n_files);
+	for (size_t i = 0; d->files && i < d->info.n_files; i++)
+		free_file(&d->files[i], &d->data[i]);
+	free(d->files);
+	free(d->data);
 	free(d->prefix);
 	free(d->config_source);
 	free(d);
 }
 
+const struct zf_hfdir_info *zf_hfdir_info(const struct zf_hfdir *d)
+{
+	return &d->info;
+}
+
+const struct zf_vfile *zf_hfdir_file(const struct zf_hfdir *d, size_t i)
+{
+	return i < d->info.n_files ? &d->files[i] : NULL;
+}
+
 const struct zf_vfile *zf_hfdir_lookup(const struct zf_hfdir *d,
 				       const char *name)
 {
-	size_t lo = 0, hi = d->n_files;
+	size_t lo = 0, hi = d->info.n_files;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;

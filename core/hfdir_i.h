@@ -1,18 +1,48 @@
 /* SPDX-License-Identifier: MIT */
-/* Private to hfdir*.c: building the directory's metadata files. */
+/*
+ * Private to the virtual directory (hfdir.c, hfconfig.c, reader.c): the
+ * directory's own struct, and what each file holds that its public
+ * descriptor does not show.
+ */
 #ifndef ZEROFS_HFDIR_I_H
 #define ZEROFS_HFDIR_I_H
 
+#include <stdbool.h>
+
 #include "zerofs/hfdir.h"
 
-/* A growing list of virtual files while the directory is built. */
+/* What the read engine needs of a file besides its descriptor. */
+struct zf_vfile_data {
+	unsigned char *header; /* SAFETENSORS: 8-byte length + JSON + padding */
+	char *data;	       /* MEMORY: size bytes (and a NUL) */
+};
+
+/* A file while the directory is built: its descriptor and its data. */
+struct zf_vfile_entry {
+	struct zf_vfile f;
+	struct zf_vfile_data data;
+};
+
+/*
+ * The directory. It borrows the checkpoint (info.ck) and owns everything
+ * else: names, tensors, headers, texts and passthrough sources.
+ * data[i] belongs to files[i].
+ */
+struct zf_hfdir {
+	struct zf_hfdir_info info; /* strings point at the ones below */
+	char *prefix, *config_source;
+	struct zf_vfile *files;	   /* info.n_files, sorted by name */
+	struct zf_vfile_data *data;
+};
+
+/* A growing list of files while the directory is built. */
 struct zf_vfiles {
-	struct zf_vfile *v;
+	struct zf_vfile_entry *v;
 	size_t n, cap;
 };
 
 /* Appends a zeroed file named name (copied); returns it or NULL. */
-struct zf_vfile *zf_vfiles_add(struct zf_vfiles *l, const char *name);
+struct zf_vfile_entry *zf_vfiles_add(struct zf_vfiles *l, const char *name);
 
 /*
  * Adds config.json (torch_dtype / dtype rewritten to dtype), and the

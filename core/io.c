@@ -105,3 +105,35 @@ int zf_read_small_file(const char *path, size_t max, char **out, size_t *len,
 	*len = (size_t)st.st_size;
 	return ZF_OK;
 }
+
+char *zf_absolute_path(const char *dir, const char *name)
+{
+	char *cwd = NULL, *out;
+	size_t a = 0, b = strlen(dir), c = name ? strlen(name) : 0;
+
+	if (dir[0] != '/') {
+		cwd = getcwd(NULL, 0);
+		if (cwd)
+			a = strlen(cwd);
+	}
+	out = malloc(a + 1 + b + 1 + c + 1);
+	if (out) {
+		char *p = out;
+
+		if (cwd) {
+			memcpy(p, cwd, a);
+			p += a;
+			*p++ = '/';
+		}
+		memcpy(p, dir, b);
+		p += b;
+		if (name) {
+			*p++ = '/';
+			memcpy(p, name, c);
+			p += c;
+		}
+		*p = '\0';
+	}
+	free(cwd);
+	return out;
+}

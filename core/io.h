@@ -30,4 +30,12 @@ int zf_pread_full(int fd, void *buf, size_t len, uint64_t off,
 int zf_read_small_file(const char *path, size_t max, char **out, size_t *len,
 		       struct zf_error *err);
 
+/*
+ * dir/name (name may be NULL: dir alone), made absolute by prefixing the
+ * working directory when dir is relative: a mount daemon changes its
+ * directory to /, and sources open their files again by path. Symbolic
+ * links are left as named. A malloc'd string, or NULL when out of memory.
+ */
+char *zf_absolute_path(const char *dir, const char *name);
+
 #endif /* ZEROFS_IO_H */

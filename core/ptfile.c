@@ -23,10 +23,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zip.h>
 
-#include "io.h"
+#include "zerofs/source.h"
 
 #define SIG_LOCAL 0x04034b50u
 #define SIG_CENTRAL 0x02014b50u
@@ -68,8 +67,8 @@ struct pt_key {
 };
 
 struct zf_ptfile {
-	char *path;
-	int fd;
+	struct zf_source *src;	/* every byte is read through it */
+	bool owns_src;		/* opened by zf_ptfile_open_path() */
 	uint64_t size;		/* bytes, at open */
 	uint64_t cd_offset;	/* record data must end before this */
 	struct pt_entry *ent;
@@ -196,7 +195,7 @@ static int read_end(const struct zf_ptfile *pf, struct pt_cdir *cd,
 	tail = malloc(tail_len);
 	if (!tail)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	rc = zf_pread_full(pf->fd, tail, tail_len, tail_off, err);
+	rc = zf_source_pread(pf->src, tail, tail_len, tail_off, err);
 	if (rc)
 		goto out;
 	for (i = tail_len - EOCD_LEN + 1; i-- > 0;) {
@@ -225,7 +224,7 @@ static int read_end(const struct zf_ptfile *pf, struct pt_cdir *cd,
 	cd->limit = eocd;
 
 	if (eocd >= LOCATOR64_LEN) {
-		rc = zf_pread_full(pf->fd, loc, sizeof(loc),
+		rc = zf_source_pread(pf->src, loc, sizeof(loc),
 				   eocd - LOCATOR64_LEN, err);
 		if (rc)
 			goto out;
@@ -271,7 +270,7 @@ static int read_end(const struct zf_ptfile *pf, struct pt_cdir *cd,
 				     (unsigned long long)loc_off);
 			goto out;
 		}
-		rc = zf_pread_full(pf->fd, rec, sizeof(rec), z64, err);
+		rc = zf_source_pread(pf->src, rec, sizeof(rec), z64, err);
 		if (rc)
 			goto out;
 		if (get_u32(rec) != SIG_EOCD64) {
@@ -414,7 +413,7 @@ static int read_cdir(struct zf_ptfile *pf, const struct pt_cdir *cd,
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		goto out;
 	}
-	rc = zf_pread_full(pf->fd, buf, (size_t)cd->size, cd->offset, err);
+	rc = zf_source_pread(pf->src, buf, (size_t)cd->size, cd->offset, err);
 	if (rc)
 		goto out;
 
@@ -636,7 +635,7 @@ static int locate(const struct zf_ptfile *pf, struct pt_entry *e,
 			       "entry '%s': local header at offset %llu runs past the end of the file (%llu bytes)",
 			       name, (unsigned long long)e->lh_offset,
 			       (unsigned long long)pf->size);
-	rc = zf_pread_full(pf->fd, buf, LOCAL_LEN + (size_t)e->name_len,
+	rc = zf_source_pread(pf->src, buf, LOCAL_LEN + (size_t)e->name_len,
 			   e->lh_offset, err);
 	if (rc)
 		return rc;
@@ -727,7 +726,7 @@ static int check_byteorder(const struct zf_ptfile *pf, size_t idx,
 		return zf_fail(err, ZF_EFORMAT,
 			       "entry '%s' is %llu bytes, expected 'little' or 'big'",
 			       ent_name(pf, e), (unsigned long long)e->usize);
-	rc = zf_pread_full(pf->fd, buf, (size_t)e->usize, e->data_offset, err);
+	rc = zf_source_pread(pf->src, buf, (size_t)e->usize, e->data_offset, err);
 	if (rc)
 		return rc;
 	buf[e->usize] = '\0';
@@ -755,7 +754,7 @@ static int load_pickle(struct zf_ptfile *pf, size_t idx, struct zf_error *err)
 	if (!pf->pickle)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	pf->pickle_len = (size_t)e->usize;
-	return zf_pread_full(pf->fd, pf->pickle, pf->pickle_len,
+	return zf_source_pread(pf->src, pf->pickle, pf->pickle_len,
 			     e->data_offset, err);
 }
 
@@ -796,7 +795,7 @@ static zip_int64_t zsrc_cb(void *ud, void *data, zip_uint64_t len,
 			n = INT64_MAX;
 		if (z->tail && z->pos >= z->tail_off)
 			memcpy(data, z->tail + (z->pos - z->tail_off), (size_t)n);
-		else if (zf_pread_full(z->pf->fd, data, (size_t)n, z->pos, NULL)) {
+		else if (zf_source_pread(z->pf->src, data, (size_t)n, z->pos, NULL)) {
 			zip_error_set(&z->error, ZIP_ER_READ, 0);
 			return -1;
 		}
@@ -865,7 +864,7 @@ static int lz_open(const struct zf_ptfile *pf, struct zsrc *z, zip_t **out,
 	 * failed allocation) reads simply go to the file. */
 	if (pf->size - pf->cd_offset <= ZF_PTFILE_MAX_CDIR + (1u << 20)) {
 		z->tail = malloc((size_t)(pf->size - pf->cd_offset) + 1);
-		if (z->tail && zf_pread_full(pf->fd, z->tail, (size_t)(pf->size - pf->cd_offset),
+		if (z->tail && zf_source_pread(pf->src, z->tail, (size_t)(pf->size - pf->cd_offset),
 					     pf->cd_offset, NULL)) {
 			free(z->tail);
 			z->tail = NULL;
@@ -906,7 +905,7 @@ int zf_ptfile_cross_check(const struct zf_ptfile *pf, struct zf_error *err)
 
 	rc = lz_open(pf, &z, &za, err);
 	if (rc) {
-		zf_error_where(err, pf->path);
+		zf_error_where(err, zf_source_path(pf->src));
 		return rc;
 	}
 	n = zip_get_num_entries(za, 0);
@@ -954,14 +953,8 @@ int zf_ptfile_cross_check(const struct zf_ptfile *pf, struct zf_error *err)
 	}
 out:
 	zip_discard(za);
-	zf_error_where(err, pf->path);
+	zf_error_where(err, zf_source_path(pf->src));
 	return rc;
-}
-
-int zf_ptfile_open(const char *path, struct zf_ptfile **out,
-		   struct zf_error *err)
-{
-	return zf_ptfile_open_flags(path, 0, out, err);
 }
 
 void zf_ptfile_pickle_record(const struct zf_ptfile *pf, struct zf_record *rec)
@@ -984,33 +977,25 @@ int zf_ptfile_load_pickle(struct zf_ptfile *pf, struct zf_error *err)
 		free(pf->pickle);
 		pf->pickle = NULL;
 		pf->pickle_len = 0;
-		zf_error_where(err, pf->path);
+		zf_error_where(err, zf_source_path(pf->src));
 	}
 	return rc;
 }
 
-int zf_ptfile_open_flags(const char *path, unsigned flags,
-			 struct zf_ptfile **out, struct zf_error *err)
+int zf_ptfile_open(struct zf_source *src, unsigned flags,
+		   struct zf_ptfile **out, struct zf_error *err)
 {
 	struct zf_ptfile *pf;
 	struct pt_cdir cd = { 0 };
-	struct stat st;
 	size_t pickle = 0, byteorder = SIZE_MAX;
 	int rc;
 
 	*out = NULL;
 	pf = calloc(1, sizeof(*pf));
-	if (!pf || !(pf->path = strdup(path))) {
-		free(pf);
-		pf = NULL;
-		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-		goto out;
-	}
-	pf->fd = -1;
-	rc = zf_open_ro(path, &pf->fd, &st, err);
-	if (rc)
-		goto out;
-	pf->size = (uint64_t)st.st_size;
+	if (!pf)
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	pf->src = src;
+	pf->size = zf_source_size(src);
 	rc = read_end(pf, &cd, err);
 	if (!rc)
 		rc = read_cdir(pf, &cd, err);
@@ -1022,9 +1007,8 @@ int zf_ptfile_open_flags(const char *path, unsigned flags,
 		rc = check_byteorder(pf, byteorder, err);
 	if (!rc && !(flags & ZF_PTFILE_LAZY_PICKLE))
 		rc = load_pickle(pf, pickle, err);
-out:
 	if (rc) {
-		zf_error_where(err, path);
+		zf_error_where(err, zf_source_path(src));
 		zf_ptfile_close(pf);
 		return rc;
 	}
@@ -1032,13 +1016,31 @@ out:
 	return ZF_OK;
 }
 
+int zf_ptfile_open_path(const char *path, unsigned flags,
+			struct zf_ptfile **out, struct zf_error *err)
+{
+	struct zf_source *src;
+	int rc;
+
+	*out = NULL;
+	rc = zf_source_open(path, &src, err);
+	if (rc)
+		return rc;
+	rc = zf_ptfile_open(src, flags, out, err);
+	if (rc) {
+		zf_source_close(src);
+		return rc;
+	}
+	(*out)->owns_src = true;
+	return ZF_OK;
+}
+
 void zf_ptfile_close(struct zf_ptfile *pf)
 {
 	if (!pf)
 		return;
-	if (pf->fd >= 0)
-		close(pf->fd);
-	free(pf->path);
+	if (pf->owns_src)
+		zf_source_close(pf->src);
 	free(pf->ent);
 	free(pf->names);
 	free(pf->records);
@@ -1100,18 +1102,18 @@ int zf_ptfile_record(const struct zf_ptfile *pf, const char *key,
 	rec->size = e->usize;
 	rec->crc32 = e->crc32;
 out:
-	zf_error_where(err, pf->path);
+	zf_error_where(err, zf_source_path(pf->src));
 	return rc;
 }
 
 const char *zf_ptfile_path(const struct zf_ptfile *pf)
 {
-	return pf->path;
+	return zf_source_path(pf->src);
 }
 
-int zf_ptfile_fd(const struct zf_ptfile *pf)
+struct zf_source *zf_ptfile_source(const struct zf_ptfile *pf)
 {
-	return pf->fd;
+	return pf->src;
 }
 
 uint64_t zf_ptfile_size(const struct zf_ptfile *pf)
@@ -1202,7 +1204,7 @@ static int check_one(const struct zf_ptfile *pf, zip_t *za, size_t i,
 			goto out;
 		}
 		if (e->data_offset != UINT64_MAX) {
-			rc = zf_pread_full(pf->fd, ours, (size_t)n,
+			rc = zf_source_pread(pf->src, ours, (size_t)n,
 					   e->data_offset + done, err);
 			if (rc)
 				goto out;
@@ -1252,6 +1254,121 @@ out:
 		zip_discard(za);
 	free(buf);
 	free(ours);
-	zf_error_where(err, pf->path);
+	zf_error_where(err, zf_source_path(pf->src));
 	return rc;
+}
+
+/* Whether name is "data.pkl" or ends in "/data.pkl". */
+static bool is_pickle_name(const char *name, size_t len)
+{
+	static const char pkl[] = "data.pkl";
+	const size_t n = sizeof(pkl) - 1;
+
+	return len >= n && !memcmp(name + len - n, pkl, n) &&
+	       (len == n || name[len - n - 1] == '/');
+}
+
+/*
+ * The end records of src, read from its last bytes only: the classic end
+ * record with no comment, and the zip64 locator and record right before
+ * it when there are. *count is the number of entries; false when the tail
+ * is not shaped so or the directory does not end where they start.
+ */
+static int tail_count(struct zf_source *src, uint64_t size, uint64_t *count,
+		      bool *ok, struct zf_error *err)
+{
+	unsigned char t[EOCD64_LEN + LOCATOR64_LEN + EOCD_LEN];
+	size_t len = size < sizeof(t) ? (size_t)size : sizeof(t);
+	const unsigned char *e = t + len - EOCD_LEN, *loc = e - LOCATOR64_LEN;
+	uint64_t cd_end;
+	int rc;
+
+	*ok = false;
+	rc = zf_source_pread(src, t, len, size - len, err);
+	if (rc)
+		return rc;
+	if (get_u32(e) != SIG_EOCD || get_u16(e + 20) != 0)
+		return ZF_OK;
+	if (len == sizeof(t) && get_u32(loc) == SIG_LOCATOR64) {
+		const unsigned char *rec = t;
+
+		if (get_u64(loc + 8) != size - sizeof(t) || get_u32(rec) != SIG_EOCD64)
+			return ZF_OK;
+		*count = get_u64(rec + 32);
+		if (add_overflows(get_u64(rec + 48), get_u64(rec + 40), &cd_end) ||
+		    cd_end != size - sizeof(t))
+			return ZF_OK;
+	} else {
+		*count = get_u16(e + 10);
+		cd_end = (uint64_t)get_u32(e + 16) + get_u32(e + 12);
+		if (cd_end != size - EOCD_LEN)
+			return ZF_OK;
+	}
+	*ok = true;
+	return ZF_OK;
+}
+
+int zf_ptfile_same_head(const struct zf_ptfile *tmpl, struct zf_source *src,
+			bool *same, struct zf_error *err)
+{
+	const struct pt_entry *e = &tmpl->ent[tmpl->pickle_idx];
+	uint64_t size = zf_source_size(src), data, end, count;
+	unsigned char h[LOCAL_LEN], d[24];
+	char name[512];
+	uint16_t flags, name_len;
+	uint32_t crc;
+	bool ok;
+	int rc;
+
+	*same = false;
+	if (e->lh_offset != 0 || e->method != 0 || is_encrypted(e) ||
+	    size < LOCAL_LEN + EOCD_LEN)
+		return ZF_OK;
+	rc = zf_source_pread(src, h, LOCAL_LEN, 0, err);
+	if (rc)
+		return rc;
+	flags = get_u16(h + 6);
+	name_len = get_u16(h + 26);
+	if (get_u32(h) != SIG_LOCAL || get_u16(h + 8) != 0 || flags != e->flags ||
+	    (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION)) ||
+	    name_len > sizeof(name))
+		return ZF_OK;
+	data = LOCAL_LEN + (uint64_t)name_len + get_u16(h + 28);
+	if (add_overflows(data, e->usize, &end) || end > size)
+		return ZF_OK;
+	rc = zf_source_pread(src, name, name_len, LOCAL_LEN, err);
+	if (rc)
+		return rc;
+	if (!is_pickle_name(name, name_len))
+		return ZF_OK;
+	if (flags & 0x0008u) {
+		/* Sizes and CRC follow the data: [signature] crc, then 32-
+		 * or 64-bit sizes. */
+		size_t len = size - end < sizeof(d) ? (size_t)(size - end) : sizeof(d);
+		size_t at = 0;
+
+		rc = zf_source_pread(src, d, len, end, err);
+		if (rc)
+			return rc;
+		if (len >= 4 && get_u32(d) == 0x08074b50u)
+			at = 4;
+		if (len < at + 12)
+			return ZF_OK;
+		crc = get_u32(d + at);
+		if (!((get_u32(d + at + 4) == e->csize && get_u32(d + at + 8) == e->usize) ||
+		      (len >= at + 20 && get_u64(d + at + 4) == e->csize &&
+		       get_u64(d + at + 12) == e->usize)))
+			return ZF_OK;
+	} else {
+		crc = get_u32(h + 14);
+		if (get_u32(h + 18) != e->csize || get_u32(h + 22) != e->usize)
+			return ZF_OK;
+	}
+	if (crc != e->crc32)
+		return ZF_OK;
+	rc = tail_count(src, size, &count, &ok, err);
+	if (rc || !ok || count != tmpl->count)
+		return rc;
+	*same = true;
+	return ZF_OK;
 }

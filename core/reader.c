@@ -1,24 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The read engine: (virtual file, offset, length) -> bytes. Header bytes
- * come from memory; tensor bytes are read from the extents of the source
- * files with pread() straight into the caller's buffer, or, when the
- * served dtype differs from the stored one, read into a per-thread scratch
- * buffer and converted into the caller's buffer.
+ * come from memory; tensor bytes are read with zf_ckpt_read() (the runs
+ * zf_ckpt_map() gives, each read through its file's source) straight into
+ * the caller's buffer, or, when the served dtype differs from the stored
+ * one, read into a per-thread scratch buffer and converted into the
+ * caller's buffer.
  *
  * Workload: FUSE sends 128 KiB to 1 MiB reads (mostly sequential, from
  * several threads); export and verify read 1 MiB chunks. Every range was
- * proven to lie inside its file when the directory was built, so the only
- * failures here are the operating system's (or a source file that changed
- * under us), and they are reported, never papered over with zeros.
+ * proven to lie inside its file when the checkpoint was opened, so the
+ * only failures here are the operating system's, or a file that changed
+ * since it was opened (every source read checks), and they are reported,
+ * never papered over with zeros.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "io.h"
+#include "hfdir_i.h"
 #include "zerofs/convert.h"
-#include "zerofs/hfdir.h"
 
 /* Source bytes converted per step; also the scratch buffer's size. */
 #define SCRATCH_BYTES ((size_t)1 << 20)
@@ -48,42 +49,6 @@ static unsigned char *scratch(void)
 	return p;
 }
 
-/* Reads n bytes at byte x of tensor t's stored data into out. */
-static int read_stored(const struct zf_ckpt *ck, const struct zf_tensor *t,
-		       uint64_t x, uint64_t n, unsigned char *out,
-		       struct zf_error *err)
-{
-	uint64_t base = 0;
-
-	for (size_t i = 0; i < t->n_extents && n; i++) {
-		const struct zf_extent *e = &t->extents[i];
-		const struct zf_source *s;
-		uint64_t in, k;
-		int rc;
-
-		if (x >= base + e->len) {
-			base += e->len;
-			continue;
-		}
-		in = x - base;
-		k = e->len - in < n ? e->len - in : n;
-		s = &ck->sources[e->source];
-		rc = zf_pread_full(s->fd, out, (size_t)k, e->offset + in, err);
-		if (rc) {
-			zf_error_where(err, s->path);
-			return rc;
-		}
-		out += k;
-		x += k;
-		n -= k;
-		base += e->len;
-	}
-	if (n)
-		return zf_fail(err, ZF_EIO, "tensor '%s' has fewer stored bytes than its shape needs",
-			       t->name);
-	return ZF_OK;
-}
-
 /* Converts served elements [e, e + count) of vt into out. */
 static int convert_elems(const struct zf_ckpt *ck, const struct zf_vtensor *vt,
 			 uint64_t e, uint64_t count, unsigned char *out,
@@ -98,7 +63,7 @@ static int convert_elems(const struct zf_ckpt *ck, const struct zf_vtensor *vt,
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	while (count) {
 		uint64_t k = count < step ? count : step;
-		int rc = read_stored(ck, t, e * se, k * se, buf, err);
+		int rc = zf_ckpt_read(ck, vt->tensor, e * se, (size_t)(k * se), buf, err);
 
 		if (rc)
 			return rc;
@@ -120,7 +85,7 @@ static int read_tensor(const struct zf_ckpt *ck, const struct zf_vtensor *vt,
 	int rc;
 
 	if (vt->dtype == vt->src->src_dtype)
-		return read_stored(ck, vt->src, a, b - a, out, err);
+		return b > a ? zf_ckpt_read(ck, vt->tensor, a, (size_t)(b - a), out, err) : ZF_OK;
 
 	/* A read may start or end inside an element: convert that one
 	 * element aside and copy the part asked for. */
@@ -175,13 +140,14 @@ static int read_safetensors(const struct zf_hfdir *d, const struct zf_vfile *f,
 			    unsigned char *out, uint64_t off, uint64_t len,
 			    struct zf_error *err)
 {
+	const struct zf_vfile_data *data = &d->data[f - d->files];
 	uint64_t end = off + len;
 	const struct zf_vtensor *t;
 
 	if (off < f->header_len) {
 		uint64_t k = f->header_len - off < len ? f->header_len - off : len;
 
-		memcpy(out, f->header + off, (size_t)k);
+		memcpy(out, data->header + off, (size_t)k);
 		out += k;
 		off += k;
 	}
@@ -198,7 +164,7 @@ static int read_safetensors(const struct zf_hfdir *d, const struct zf_vfile *f,
 
 		if (!t->nbytes)
 			continue;
-		rc = read_tensor(d->ck, t, off - t->offset, stop - t->offset, out, err);
+		rc = read_tensor(d->info.ck, t, off - t->offset, stop - t->offset, out, err);
 		if (rc)
 			return rc;
 		out += stop - off;
@@ -219,11 +185,10 @@ int64_t zf_vfile_read(const struct zf_hfdir *d, const struct zf_vfile *f,
 		len = (size_t)(f->size - off);
 	switch (f->kind) {
 	case ZF_VF_MEMORY:
-		memcpy(dst, f->data + off, len);
+		memcpy(dst, d->data[f - d->files].data + off, len);
 		break;
 	case ZF_VF_PASSTHROUGH:
-		rc = zf_pread_full(f->fd, dst, len, off, err);
-		zf_error_where(err, f->path);
+		rc = zf_source_pread(f->src, dst, len, off, err);
 		break;
 	case ZF_VF_SAFETENSORS:
 		rc = read_safetensors(d, f, dst, off, len, err);
@@ -233,13 +198,13 @@ int64_t zf_vfile_read(const struct zf_hfdir *d, const struct zf_vfile *f,
 }
 
 void zf_vfile_segment(const struct zf_hfdir *d, const struct zf_vfile *f,
-		      uint64_t off, uint64_t len, int *fd, uint64_t *src_off,
-		      uint64_t *n)
+		      uint64_t off, uint64_t len, struct zf_source **src,
+		      uint64_t *src_off, uint64_t *n)
 {
 	const struct zf_vtensor *t;
-	uint64_t in, base = 0;
+	struct zf_run run;
 
-	*fd = -1;
+	*src = NULL;
 	*src_off = 0;
 	if (off >= f->size) {
 		*n = 0;
@@ -249,7 +214,7 @@ void zf_vfile_segment(const struct zf_hfdir *d, const struct zf_vfile *f,
 		len = f->size - off;
 	*n = len;
 	if (f->kind == ZF_VF_PASSTHROUGH) {
-		*fd = f->fd;
+		*src = f->src;
 		*src_off = off;
 		return;
 	}
@@ -262,21 +227,13 @@ void zf_vfile_segment(const struct zf_hfdir *d, const struct zf_vfile *f,
 	t = tensor_at(f, off);
 	if (!t)
 		return;
-	in = off - t->offset;
 	if (t->offset + t->nbytes - off < *n)
 		*n = t->offset + t->nbytes - off;
 	if (t->dtype != t->src->src_dtype)
 		return;
-	for (size_t i = 0; i < t->src->n_extents; i++) {
-		const struct zf_extent *e = &t->src->extents[i];
-
-		if (in < base + e->len) {
-			*fd = d->ck->sources[e->source].fd;
-			*src_off = e->offset + (in - base);
-			if (base + e->len - in < *n)
-				*n = base + e->len - in;
-			return;
-		}
-		base += e->len;
-	}
+	if (zf_ckpt_map(d->info.ck, t->tensor, off - t->offset, *n, &run))
+		return;
+	*src = zf_ckpt_file(d->info.ck, run.file);
+	*src_off = run.offset;
+	*n = run.len;
 }

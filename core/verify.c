@@ -113,163 +113,154 @@ static void end(struct builder *b, const char *check)
 
 static void check_sources(struct builder *b, const struct zf_ckpt *ck)
 {
-	uint64_t total = 0;
+	const struct zf_ckpt_info *ci = zf_ckpt_info(ck);
 	size_t bad = 0;
 
 	begin(b);
-	for (size_t i = 0; i < ck->n_sources; i++) {
-		total += ck->sources[i].size;
-		if (!ck->sources[i].size) {
+	for (size_t i = 0; i < ci->n_files; i++) {
+		const struct zf_source *s = zf_ckpt_file(ck, i);
+
+		if (!zf_source_size(s)) {
 			bad++;
-			add(b, "sources", false, ck->sources[i].path, "the file is empty");
+			add(b, "sources", false, zf_source_path(s), "the file is empty");
 		}
 	}
 	end(b, "sources");
 	if (!bad)
 		add(b, "sources", true, "", "%zu files, %llu bytes, none empty",
-		    ck->n_sources, (unsigned long long)total);
+		    ci->n_files, (unsigned long long)ci->files_bytes);
 }
 
 /* Two zip readers, ours and libzip, agree on every file's directory. */
 static void check_zip(struct builder *b, const struct zf_ckpt *ck)
 {
-	size_t bad = 0;
+	size_t bad = 0, n = zf_ckpt_info(ck)->n_files;
 
 	begin(b);
-	for (size_t i = 0; i < ck->n_sources; i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct zf_error e = { 0 };
 
 		if (zf_ckpt_check_zip(ck, i, &e)) {
 			bad++;
-			add(b, "zip", false, ck->sources[i].path, "%s", e.msg);
+			add(b, "zip", false, zf_source_path(zf_ckpt_file(ck, i)), "%s", e.msg);
 		}
 	}
 	end(b, "zip");
 	if (!bad)
 		add(b, "zip", true, "", "libzip reads the same entries as zerofs in all %zu files",
-		    ck->n_sources);
+		    n);
 }
 
+/* Every byte of every tensor maps into its file, runs of whole elements
+ * adding up to its shape (zf_ckpt_map(), the read engine's own map). */
 static void check_extents(struct builder *b, const struct zf_ckpt *ck)
 {
+	const struct zf_ckpt_info *ci = zf_ckpt_info(ck);
 	size_t checked = 0, before = b->r->n_problems;
 
 	begin(b);
-	for (size_t i = 0; i < ck->n_tensors; i++) {
-		const struct zf_tensor *t = &ck->tensors[i];
-		uint64_t es = zf_dtype_size(t->src_dtype), sum = 0, want;
+	for (size_t i = 0; i < ci->n_tensors; i++) {
+		const struct zf_tensor *t = zf_ckpt_tensor(ck, i);
+		uint64_t es = zf_dtype_size(t->src_dtype), want, off = 0;
 
 		if (t->kind == ZF_KIND_ALIAS)
 			continue;
 		checked++;
-		for (size_t k = 0; k < t->n_extents; k++) {
-			const struct zf_extent *e = &t->extents[k];
+		if (__builtin_mul_overflow(t->numel, es, &want)) {
+			add(b, "extents", false, "", "tensor '%s': its size overflows", t->name);
+			continue;
+		}
+		while (off < want) {
+			struct zf_run run;
 			const struct zf_source *s;
 			uint64_t stop;
 
-			if (e->source >= ck->n_sources) {
+			if (zf_ckpt_map(ck, i, off, want - off, &run)) {
 				add(b, "extents", false, "",
-				    "tensor '%s': extent %zu names source file %u of %zu",
-				    t->name, k, e->source, ck->n_sources);
-				continue;
+				    "tensor '%s': byte %llu of %llu maps to no file",
+				    t->name, (unsigned long long)off, (unsigned long long)want);
+				break;
 			}
-			s = &ck->sources[e->source];
-			if (__builtin_add_overflow(e->offset, e->len, &stop) || stop > s->size)
-				add(b, "extents", false, s->path,
+			s = zf_ckpt_file(ck, run.file);
+			if (__builtin_add_overflow(run.offset, run.len, &stop) ||
+			    stop > zf_source_size(s))
+				add(b, "extents", false, zf_source_path(s),
 				    "tensor '%s': bytes %llu..%llu lie past the end of the file (%llu bytes)",
-				    t->name, (unsigned long long)e->offset,
-				    (unsigned long long)(e->offset + e->len),
-				    (unsigned long long)s->size);
-			if (es && e->len % es)
-				add(b, "extents", false, s->path,
-				    "tensor '%s': an extent of %llu bytes is not whole %s elements",
-				    t->name, (unsigned long long)e->len,
+				    t->name, (unsigned long long)run.offset,
+				    (unsigned long long)(run.offset + run.len),
+				    (unsigned long long)zf_source_size(s));
+			if (es && run.len % es)
+				add(b, "extents", false, zf_source_path(s),
+				    "tensor '%s': a run of %llu bytes is not whole %s elements",
+				    t->name, (unsigned long long)run.len,
 				    zf_dtype_torch_name(t->src_dtype));
-			sum += e->len;
+			off += run.len;
 		}
-		if (__builtin_mul_overflow(t->numel, es, &want) || sum != want)
-			add(b, "extents", false, "",
-			    "tensor '%s': its extents hold %llu bytes, its shape needs %llu",
-			    t->name, (unsigned long long)sum, (unsigned long long)want);
 	}
 	end(b, "extents");
 	if (b->r->n_problems == before)
 		add(b, "extents", true, "", "%zu tensors, every byte inside its file", checked);
 }
 
-struct span {
-	uint64_t offset, len;
-	uint32_t source;
-	size_t tensor;
-};
-
-static int cmp_span(const void *a, const void *b)
+static int cmp_range(const void *a, const void *b)
 {
-	const struct span *x = a, *y = b;
+	const struct zf_ckpt_range *x = a, *y = b;
 
-	if (x->source != y->source)
-		return x->source < y->source ? -1 : 1;
+	if (x->file != y->file)
+		return x->file < y->file ? -1 : 1;
 	if (x->offset != y->offset)
 		return x->offset < y->offset ? -1 : 1;
 	return x->len < y->len ? -1 : x->len > y->len;
 }
 
 /* Same bytes, same type: a tie DeepSpeed did not record, not corruption. */
-static bool same_data(const struct zf_tensor *a, const struct zf_tensor *b)
+static bool same_data(const struct zf_ckpt *ck, const struct zf_ckpt_range *a,
+		      const struct zf_ckpt_range *b)
 {
-	if (a->src_dtype != b->src_dtype || a->n_extents != b->n_extents)
-		return false;
-	for (size_t i = 0; i < a->n_extents; i++)
-		if (a->extents[i].source != b->extents[i].source ||
-		    a->extents[i].offset != b->extents[i].offset ||
-		    a->extents[i].len != b->extents[i].len)
-			return false;
-	return true;
+	return a->tensor != SIZE_MAX && b->tensor != SIZE_MAX &&
+	       a->offset == b->offset && a->len == b->len &&
+	       zf_ckpt_tensor(ck, a->tensor)->src_dtype ==
+		       zf_ckpt_tensor(ck, b->tensor)->src_dtype;
+}
+
+static void describe(const struct zf_ckpt *ck, const struct zf_ckpt_range *r,
+		     char *buf, size_t size)
+{
+	if (r->tensor != SIZE_MAX)
+		snprintf(buf, size, "tensor '%s'", zf_ckpt_tensor(ck, r->tensor)->name);
+	else
+		snprintf(buf, size, "rank %u's fp32 group %u", r->rank, r->group);
 }
 
 static void check_overlap(struct builder *b, const struct zf_ckpt *ck)
 {
-	struct span *v;
-	size_t n = 0, before = b->r->n_problems;
+	struct zf_ckpt_range *v;
+	size_t n, before = b->r->n_problems;
 
-	for (size_t i = 0; i < ck->n_tensors; i++)
-		if (ck->tensors[i].kind != ZF_KIND_ALIAS)
-			n += ck->tensors[i].n_extents;
-	v = malloc((n ? n : 1) * sizeof(*v));
-	if (!v) {
+	if (zf_ckpt_ranges(ck, &v, &n, NULL)) {
 		b->rc = ZF_ENOMEM;
 		return;
 	}
-	n = 0;
-	for (size_t i = 0; i < ck->n_tensors; i++) {
-		const struct zf_tensor *t = &ck->tensors[i];
-
-		if (t->kind == ZF_KIND_ALIAS)
-			continue;
-		for (size_t k = 0; k < t->n_extents; k++)
-			if (t->extents[k].len && t->extents[k].source < ck->n_sources)
-				v[n++] = (struct span){ t->extents[k].offset, t->extents[k].len,
-							t->extents[k].source, i };
-	}
-	qsort(v, n, sizeof(*v), cmp_span);
+	qsort(v, n, sizeof(*v), cmp_range);
 	begin(b);
-	/* Sorted by start: an extent overlaps an earlier one exactly when it
+	/* Sorted by start: a range overlaps an earlier one exactly when it
 	 * starts before the furthest end seen so far in its file. */
 	for (size_t i = 1, far = 0; i < n; i++) {
-		const struct span *p = &v[far], *c = &v[i];
+		const struct zf_ckpt_range *p = &v[far], *c = &v[i];
 
-		if (c->source != p->source) {
+		if (c->file != p->file) {
 			far = i;
 			continue;
 		}
-		if (c->offset < p->offset + p->len &&
-		    !same_data(&ck->tensors[p->tensor], &ck->tensors[c->tensor])) {
+		if (c->offset < p->offset + p->len && !same_data(ck, p, c)) {
 			uint64_t stop = p->offset + p->len < c->offset + c->len ?
 					p->offset + p->len : c->offset + c->len;
+			char x[300], y[300];
 
-			add(b, "overlap", false, ck->sources[c->source].path,
-			    "tensors '%s' and '%s' both use bytes %llu..%llu",
-			    ck->tensors[p->tensor].name, ck->tensors[c->tensor].name,
+			describe(ck, p, x, sizeof(x));
+			describe(ck, c, y, sizeof(y));
+			add(b, "overlap", false, zf_source_path(zf_ckpt_file(ck, c->file)),
+			    "%s and %s both use bytes %llu..%llu", x, y,
 			    (unsigned long long)c->offset, (unsigned long long)stop);
 		}
 		if (c->offset + c->len > p->offset + p->len)
@@ -277,7 +268,7 @@ static void check_overlap(struct builder *b, const struct zf_ckpt *ck)
 	}
 	end(b, "overlap");
 	if (b->r->n_problems == before)
-		add(b, "overlap", true, "", "%zu extents, no byte used by two tensors", n);
+		add(b, "overlap", true, "", "%zu ranges, no byte used by two tensors", n);
 	free(v);
 }
 
@@ -400,7 +391,7 @@ static void digest_of(XXH3_state_t *st, struct zf_digest *dg)
 static void data_item(struct job *j, size_t fi, unsigned char *buf,
 		      XXH3_state_t *fst, XXH3_state_t *tst)
 {
-	const struct zf_vfile *f = &j->d->files[fi];
+	const struct zf_vfile *f = zf_hfdir_file(j->d, fi);
 	struct zf_verify_tensor *res = j->tensors + j->first_tensor[fi];
 	size_t ti = 0;
 	struct scan sc = { 0 };
@@ -481,7 +472,7 @@ static void *worker(void *arg)
 			break;
 		it = &j->items[i];
 		if (it->crc) {
-			zf_ckpt_check_crc(j->d->ck, it->index, &j->crc_err[it->index]);
+			zf_ckpt_check_crc(zf_hfdir_info(j->d)->ck, it->index, &j->crc_err[it->index]);
 			atomic_fetch_add(&j->done, it->size);
 			continue;
 		}
@@ -530,33 +521,34 @@ static void run_workers(struct job *j, unsigned threads)
 static void collect(struct builder *b, struct job *j)
 {
 	const struct zf_hfdir *d = j->d;
-	const struct zf_ckpt *ck = d->ck;
+	const struct zf_hfdir_info *di = zf_hfdir_info(d);
+	const struct zf_ckpt *ck = di->ck;
 	struct zf_verify_report *r = b->r;
 	size_t before;
 
 	if (j->o->crc) {
 		begin(b);
-		for (size_t i = 0; i < ck->n_sources; i++) {
+		for (size_t i = 0; i < zf_ckpt_info(ck)->n_files; i++) {
 			const struct zf_error *e = &j->crc_err[i];
+			const char *path = zf_source_path(zf_ckpt_file(ck, i));
 
 			if (e->status)
-				add(b, "crc", false, e->where[0] ? e->where : ck->sources[i].path,
-				    "%s", e->msg);
+				add(b, "crc", false, e->where[0] ? e->where : path, "%s", e->msg);
 			else if (!r->interrupted)
-				add(b, "crc", true, ck->sources[i].path,
-				    "every record's CRC-32 matches");
+				add(b, "crc", true, path, "every record's CRC-32 matches");
 		}
 		end(b, "crc");
 	}
 	if (!j->o->data)
 		return;
 	begin(b);
-	for (size_t i = 0; i < d->n_files; i++) {
+	for (size_t i = 0; i < di->n_files; i++) {
 		const struct zf_error *e = &j->read_err[i];
+		const char *name = zf_hfdir_file(d, i)->name;
 
 		if (e->status)
-			add(b, "read", false, e->where[0] ? e->where : d->files[i].name,
-			    "reading '%s': %s", d->files[i].name, e->msg);
+			add(b, "read", false, e->where[0] ? e->where : name,
+			    "reading '%s': %s", name, e->msg);
 	}
 	end(b, "read");
 	before = r->n_problems;
@@ -580,7 +572,9 @@ int zf_verify(const struct zf_hfdir *d, const struct zf_verify_options *o,
 	      struct zf_verify_report **out, struct zf_error *err)
 {
 	struct zf_verify_options opts = o ? *o : (struct zf_verify_options){ 0 };
-	const struct zf_ckpt *ck = d->ck;
+	const struct zf_hfdir_info *di = zf_hfdir_info(d);
+	const struct zf_ckpt *ck = di->ck;
+	size_t n_files = zf_ckpt_info(ck)->n_files;
 	struct job j = { .d = d, .o = &opts };
 	struct builder b = { 0 };
 	unsigned threads = opts.threads ? opts.threads : ZF_VERIFY_THREADS;
@@ -604,26 +598,26 @@ int zf_verify(const struct zf_hfdir *d, const struct zf_verify_options *o,
 	if (b.rc)
 		goto nomem;
 
-	for (size_t i = 0; i < d->n_files; i++)
-		nt += d->files[i].n_tensors;
-	j.items = calloc(d->n_files + ck->n_sources + 1, sizeof(*j.items));
-	j.crc_err = calloc(ck->n_sources + 1, sizeof(*j.crc_err));
-	j.read_err = calloc(d->n_files + 1, sizeof(*j.read_err));
-	j.first_tensor = calloc(d->n_files + 1, sizeof(*j.first_tensor));
+	for (size_t i = 0; i < di->n_files; i++)
+		nt += zf_hfdir_file(d, i)->n_tensors;
+	j.items = calloc(di->n_files + n_files + 1, sizeof(*j.items));
+	j.crc_err = calloc(n_files + 1, sizeof(*j.crc_err));
+	j.read_err = calloc(di->n_files + 1, sizeof(*j.read_err));
+	j.first_tensor = calloc(di->n_files + 1, sizeof(*j.first_tensor));
 	if (!j.items || !j.crc_err || !j.read_err || !j.first_tensor)
 		goto nomem;
 	if (opts.data) {
-		b.r->files = calloc(d->n_files + 1, sizeof(*b.r->files));
+		b.r->files = calloc(di->n_files + 1, sizeof(*b.r->files));
 		b.r->tensors = calloc(nt + 1, sizeof(*b.r->tensors));
 		if (!b.r->files || !b.r->tensors)
 			goto nomem;
-		b.r->n_files = d->n_files;
+		b.r->n_files = di->n_files;
 		b.r->n_tensors = nt;
 		j.files = b.r->files;
 		j.tensors = b.r->tensors;
 		nt = 0;
-		for (size_t i = 0; i < d->n_files; i++) {
-			const struct zf_vfile *f = &d->files[i];
+		for (size_t i = 0; i < di->n_files; i++) {
+			const struct zf_vfile *f = zf_hfdir_file(d, i);
 
 			b.r->files[i].f = f;
 			j.first_tensor[i] = nt;
@@ -636,9 +630,11 @@ int zf_verify(const struct zf_hfdir *d, const struct zf_verify_options *o,
 		}
 	}
 	if (opts.crc) {
-		for (size_t i = 0; i < ck->n_sources; i++) {
-			j.items[j.n_items++] = (struct item){ true, i, ck->sources[i].size };
-			total += ck->sources[i].size;
+		for (size_t i = 0; i < n_files; i++) {
+			uint64_t size = zf_source_size(zf_ckpt_file(ck, i));
+
+			j.items[j.n_items++] = (struct item){ true, i, size };
+			total += size;
 		}
 	}
 	/* Largest first, so the last item to finish is a small one. */

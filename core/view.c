@@ -1,14 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Turns a tensor from a pickle (storage key, offset, size, stride) into
- * the absolute byte range that holds it, and builds extent lists. All the
- * checks that make a view trustworthy live here: the record exists and is
- * stored, the storage length agrees with the record, the view is
- * contiguous and lies inside its storage.
+ * the absolute byte range that holds it. All the checks that make a view
+ * trustworthy live here: the record exists and is stored, the storage
+ * length agrees with the record, the view is contiguous and lies inside
+ * its storage.
  */
 #include "ckpt_i.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 int zf_view_resolve(const struct zf_loaded *f, const struct zf_pv *t,
@@ -90,7 +89,7 @@ int zf_view_resolve(const struct zf_loaded *f, const struct zf_pv *t,
 			st->key, (long long)st->numel);
 		goto fail;
 	}
-	v->source = f->source;
+	v->file = f->file;
 	v->dtype = st->dtype;
 	v->offset = rec.offset + off_bytes;
 	v->numel = numel;
@@ -103,29 +102,4 @@ fail:
 fail_rc:
 	zf_error_where(err, path);
 	return rc ? rc : ZF_EFORMAT;
-}
-
-int zf_tensor_add_extent(struct zf_tensor *t, uint32_t source,
-			 uint64_t offset, uint64_t len, struct zf_error *err)
-{
-	struct zf_extent *last;
-
-	if (!len)
-		return ZF_OK;
-	last = t->n_extents ? &t->extents[t->n_extents - 1] : NULL;
-	if (last && last->source == source && last->offset + last->len == offset) {
-		last->len += len;
-		return ZF_OK;
-	}
-	/* Grow by doubling: the count is a power of two or zero. */
-	if (!(t->n_extents & (t->n_extents - 1))) {
-		size_t cap = t->n_extents ? t->n_extents * 2 : 1;
-		struct zf_extent *e = realloc(t->extents, cap * sizeof(*e));
-
-		if (!e)
-			return zf_fail(err, ZF_ENOMEM, "out of memory");
-		t->extents = e;
-	}
-	t->extents[t->n_extents++] = (struct zf_extent){ source, offset, len };
-	return ZF_OK;
 }

@@ -46,6 +46,10 @@ unsigned zf_run_workers(unsigned n, void *(*fn)(void *), void *arg,
 	while (pool.running) {
 		struct timespec t;
 
+		if (!tick) {
+			pthread_cond_wait(&pool.ended, &pool.lock);
+			continue;
+		}
 		clock_gettime(CLOCK_REALTIME, &t);
 		t.tv_nsec += tick_ns;
 		t.tv_sec += t.tv_nsec / 1000000000L;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A few threads running one function while the calling thread reports
- * progress: what export and verify both do with their work queues.
+ * progress: what export, verify and the checkpoint loader do with their
+ * work queues.
  */
 #ifndef ZEROFS_WORKERS_H
 #define ZEROFS_WORKERS_H

@@ -15,6 +15,10 @@
 #define ZF_EXIT_INPUT 3	  /* bad, unsupported or missing input */
 #define ZF_EXIT_SYSTEM 4  /* I/O, memory, FUSE or mount failure */
 
+/* Descriptors kept out of the checkpoint files' cache: standard streams,
+ * /dev/fuse, syslog, export's output files and folder. */
+#define CLI_NOFILE_RESERVE 16
+
 int cmd_inspect(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);

@@ -70,6 +70,8 @@ int cmd_export(int argc, char **argv)
 	struct zf_export_options eo = { 0 };
 	struct zf_error err = { 0 };
 	struct zf_ckpt *ck = NULL;
+	const struct zf_ckpt_info *ci;
+	const struct zf_hfdir_info *di;
 	struct zf_hfdir *dir = NULL;
 	struct sigaction old[3];
 	struct progress bar;
@@ -115,10 +117,12 @@ int cmd_export(int argc, char **argv)
 	rc = serve_open(argv[optind], &so, &ck, &dir);
 	if (rc)
 		goto out;
-	if (!quiet && !dir->config_source)
+	di = zf_hfdir_info(dir);
+	ci = zf_ckpt_info(ck);
+	if (!quiet && !di->config_source)
 		fprintf(stderr,
 			"zerofs: no config.json found%s%s; loaders need one: add --config DIR (e.g. the base model's folder)\n",
-			ck->hf_dir ? " in " : "", ck->hf_dir ? ck->hf_dir : "");
+			ci->hf_dir ? " in " : "", ci->hf_dir ? ci->hf_dir : "");
 
 	progress_init(&bar, "export", !quiet);
 	eo.progress = progress_update;
@@ -140,11 +144,11 @@ int cmd_export(int argc, char **argv)
 	secs = progress_elapsed(&bar);
 	if (!quiet)
 		fprintf(stderr, "zerofs: exported %zu file%s (%s, %zu shard%s, %s) to '%s' in %.1f s (%s/s)\n",
-			dir->n_files, dir->n_files == 1 ? "" : "s",
-			zf_dtype_torch_name(dir->dtype), dir->n_shards,
-			dir->n_shards == 1 ? "" : "s",
-			cli_human_size(dir->total_bytes, size, sizeof(size)), out, secs,
-			cli_human_size(secs > 0 ? (unsigned long long)((double)dir->total_bytes / secs) : 0,
+			di->n_files, di->n_files == 1 ? "" : "s",
+			zf_dtype_torch_name(di->dtype), di->n_shards,
+			di->n_shards == 1 ? "" : "s",
+			cli_human_size(di->total_bytes, size, sizeof(size)), out, secs,
+			cli_human_size(secs > 0 ? (unsigned long long)((double)di->total_bytes / secs) : 0,
 				       rate, sizeof(rate)));
 	rc = ZF_EXIT_OK;
 out:

@@ -35,24 +35,23 @@ static void shape_str(const struct zf_tensor *t, char *buf, size_t size)
 		snprintf(buf + used, size - used, "]");
 }
 
-static const char *optimizer_str(const struct zf_ckpt *ck)
+static const char *optimizer_str(const struct zf_ckpt_info *ci)
 {
-	if (ck->optimizer == ZF_OPT_BF16)
+	if (ci->optimizer == ZF_OPT_BF16)
 		return "BF16_Optimizer";
-	return ck->stage == 3 ? "DeepSpeedZeroOptimizer_Stage3" : "DeepSpeedZeroOptimizer";
+	return ci->stage == 3 ? "DeepSpeedZeroOptimizer_Stage3" : "DeepSpeedZeroOptimizer";
 }
 
 static void print_text(const struct zf_ckpt *ck)
 {
+	const struct zf_ckpt_info *ci = zf_ckpt_info(ck);
 	size_t counts[4] = { 0 };
-	uint64_t files_bytes = 0, fp32 = 0, native = 0;
+	uint64_t fp32 = 0, native = 0;
 	char a[32], b[32];
 	size_t w = 4;
 
-	for (size_t i = 0; i < ck->n_sources; i++)
-		files_bytes += ck->sources[i].size;
-	for (size_t i = 0; i < ck->n_tensors; i++) {
-		const struct zf_tensor *t = &ck->tensors[i];
+	for (size_t i = 0; i < ci->n_tensors; i++) {
+		const struct zf_tensor *t = zf_ckpt_tensor(ck, i);
 
 		counts[t->kind]++;
 		if (strlen(t->name) > w)
@@ -62,28 +61,31 @@ static void print_text(const struct zf_ckpt *ck)
 		fp32 += t->numel * (zf_dtype_is_float(t->model_dtype) ? 4 : zf_dtype_size(t->model_dtype));
 		native += t->numel * zf_dtype_size(t->model_dtype);
 	}
-	printf("checkpoint   %s (%s)\n", ck->path, zf_layout_str(ck->layout));
-	printf("tag          %s\n", ck->tag);
-	printf("deepspeed    %s\n", ck->ds_version[0] ? ck->ds_version : "unknown");
-	printf("zero stage   %d\n", ck->stage);
-	printf("world size   %u\n", ck->world_size);
-	printf("optimizer    %s\n", optimizer_str(ck));
-	printf("train dtype  %s\n", zf_dtype_torch_name(ck->train_dtype));
-	if (ck->global_steps != (uint64_t)-1)
-		printf("step         %" PRIu64 "\n", ck->global_steps);
-	printf("files        %zu, %s\n", ck->n_sources,
-	       cli_human_size(files_bytes, a, sizeof(a)));
-	for (size_t i = 0; i < ck->n_sources; i++)
-		printf("  %-52s %14" PRIu64 "\n", ck->sources[i].name, ck->sources[i].size);
+	printf("checkpoint   %s (%s)\n", ci->path, zf_layout_str(ci->layout));
+	printf("tag          %s\n", ci->tag);
+	printf("deepspeed    %s\n", ci->ds_version[0] ? ci->ds_version : "unknown");
+	printf("zero stage   %d\n", ci->stage);
+	printf("world size   %u\n", ci->world_size);
+	printf("optimizer    %s\n", optimizer_str(ci));
+	printf("train dtype  %s\n", zf_dtype_torch_name(ci->train_dtype));
+	if (ci->global_steps != UINT64_MAX)
+		printf("step         %" PRIu64 "\n", ci->global_steps);
+	printf("files        %zu, %s\n", ci->n_files,
+	       cli_human_size(ci->files_bytes, a, sizeof(a)));
+	for (size_t i = 0; i < ci->n_files; i++) {
+		const struct zf_source *s = zf_ckpt_file(ck, i);
+
+		printf("  %-52s %14" PRIu64 "\n", zf_source_name(s), zf_source_size(s));
+	}
 	printf("tensors      %zu (%zu params, %zu frozen, %zu buffers, %zu tied)\n",
-	       ck->n_tensors, counts[ZF_KIND_PARAM], counts[ZF_KIND_FROZEN],
+	       ci->n_tensors, counts[ZF_KIND_PARAM], counts[ZF_KIND_FROZEN],
 	       counts[ZF_KIND_BUFFER], counts[ZF_KIND_ALIAS]);
-	printf("parameters   %" PRIu64 "\n", ck->n_params);
+	printf("parameters   %" PRIu64 "\n", ci->n_params);
 	printf("weights      %s as float32, %s in the model's dtypes\n",
 	       cli_human_size(fp32, a, sizeof(a)), cli_human_size(native, b, sizeof(b)));
 	printf("\n%-*s  %-6s  %-9s  %-16s %s\n", (int)w, "NAME", "KIND", "STORED", "SHAPE", "MODEL DTYPE");
-	for (size_t i = 0; i < ck->n_tensors; i++) {
-		const struct zf_tensor *t = &ck->tensors[i];
+	for (size_t i = 0; i < ci->n_tensors; i++) {
+		const struct zf_tensor *t = zf_ckpt_tensor(ck, i);
 		char shape[256];
 
 		shape_str(t, shape, sizeof(shape));
@@ -91,71 +93,82 @@ static void print_text(const struct zf_ckpt *ck)
 		       zf_dtype_torch_name(t->src_dtype), shape,
 		       zf_dtype_torch_name(t->model_dtype));
 		if (t->kind == ZF_KIND_ALIAS)
-			printf("  (tied to %s)", ck->tensors[t->alias_of].name);
+			printf("  (tied to %s)", zf_ckpt_tensor(ck, t->alias_of)->name);
 		printf("\n");
 	}
 }
 
-static cJSON *tensor_json(const struct zf_ckpt *ck, const struct zf_tensor *t,
-			  bool extents)
+/* The runs holding tensor i's bytes, in order (zf_ckpt_map()), as
+ * [file, offset, length] triples. */
+static cJSON *extents_json(const struct zf_ckpt *ck, size_t i)
 {
+	const struct zf_tensor *t = zf_ckpt_tensor(ck, i);
+	uint64_t bytes = t->numel * zf_dtype_size(t->src_dtype), off = 0;
+	cJSON *ex = cJSON_CreateArray();
+	struct zf_run run;
+
+	while (off < bytes && !zf_ckpt_map(ck, i, off, bytes - off, &run)) {
+		cJSON *x = cJSON_CreateArray();
+
+		cJSON_AddItemToArray(x, cJSON_CreateNumber(run.file));
+		cJSON_AddItemToArray(x, cJSON_CreateNumber((double)run.offset));
+		cJSON_AddItemToArray(x, cJSON_CreateNumber((double)run.len));
+		cJSON_AddItemToArray(ex, x);
+		off += run.len;
+	}
+	return ex;
+}
+
+static cJSON *tensor_json(const struct zf_ckpt *ck, size_t i, bool extents)
+{
+	const struct zf_tensor *t = zf_ckpt_tensor(ck, i);
 	cJSON *o = cJSON_CreateObject(), *shape = cJSON_CreateArray();
 
 	cJSON_AddStringToObject(o, "name", t->name);
-	for (uint32_t i = 0; i < t->ndim; i++)
-		cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[i]));
+	for (uint32_t k = 0; k < t->ndim; k++)
+		cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[k]));
 	cJSON_AddItemToObject(o, "shape", shape);
 	cJSON_AddStringToObject(o, "dtype", zf_dtype_torch_name(t->src_dtype));
 	cJSON_AddStringToObject(o, "model_dtype", zf_dtype_torch_name(t->model_dtype));
 	cJSON_AddStringToObject(o, "kind", zf_kind_str(t->kind));
 	cJSON_AddNumberToObject(o, "numel", (double)t->numel);
 	if (t->kind == ZF_KIND_ALIAS)
-		cJSON_AddStringToObject(o, "source", ck->tensors[t->alias_of].name);
-	if (extents && t->kind != ZF_KIND_ALIAS) {
-		cJSON *ex = cJSON_CreateArray();
-
-		for (size_t i = 0; i < t->n_extents; i++) {
-			const struct zf_extent *e = &t->extents[i];
-			cJSON *x = cJSON_CreateArray();
-
-			cJSON_AddItemToArray(x, cJSON_CreateNumber(e->source));
-			cJSON_AddItemToArray(x, cJSON_CreateNumber((double)e->offset));
-			cJSON_AddItemToArray(x, cJSON_CreateNumber((double)e->len));
-			cJSON_AddItemToArray(ex, x);
-		}
-		cJSON_AddItemToObject(o, "extents", ex);
-	}
+		cJSON_AddStringToObject(o, "source", zf_ckpt_tensor(ck, t->alias_of)->name);
+	if (extents && t->kind != ZF_KIND_ALIAS)
+		cJSON_AddItemToObject(o, "extents", extents_json(ck, i));
 	return o;
 }
 
 static int print_json(const struct zf_ckpt *ck, bool extents)
 {
+	const struct zf_ckpt_info *ci = zf_ckpt_info(ck);
 	cJSON *root = cJSON_CreateObject(), *files = cJSON_CreateArray();
 	cJSON *tensors = cJSON_CreateArray();
 	char *text;
 
-	cJSON_AddStringToObject(root, "path", ck->path);
-	cJSON_AddStringToObject(root, "layout", zf_layout_str(ck->layout));
-	cJSON_AddStringToObject(root, "tag", ck->tag);
-	cJSON_AddStringToObject(root, "ds_version", ck->ds_version);
-	cJSON_AddNumberToObject(root, "stage", ck->stage);
-	cJSON_AddNumberToObject(root, "world_size", ck->world_size);
-	cJSON_AddStringToObject(root, "optimizer", optimizer_str(ck));
-	cJSON_AddStringToObject(root, "train_dtype", zf_dtype_torch_name(ck->train_dtype));
-	if (ck->global_steps != (uint64_t)-1)
-		cJSON_AddNumberToObject(root, "global_steps", (double)ck->global_steps);
-	cJSON_AddNumberToObject(root, "n_params", (double)ck->n_params);
-	for (size_t i = 0; i < ck->n_sources; i++) {
+	cJSON_AddStringToObject(root, "path", ci->path);
+	cJSON_AddStringToObject(root, "layout", zf_layout_str(ci->layout));
+	cJSON_AddStringToObject(root, "tag", ci->tag);
+	cJSON_AddStringToObject(root, "ds_version", ci->ds_version);
+	cJSON_AddNumberToObject(root, "stage", ci->stage);
+	cJSON_AddNumberToObject(root, "world_size", ci->world_size);
+	cJSON_AddStringToObject(root, "optimizer", optimizer_str(ci));
+	cJSON_AddStringToObject(root, "train_dtype", zf_dtype_torch_name(ci->train_dtype));
+	if (ci->global_steps != UINT64_MAX)
+		cJSON_AddNumberToObject(root, "global_steps", (double)ci->global_steps);
+	cJSON_AddNumberToObject(root, "n_params", (double)ci->n_params);
+	for (size_t i = 0; i < ci->n_files; i++) {
+		const struct zf_source *s = zf_ckpt_file(ck, i);
 		cJSON *f = cJSON_CreateObject();
 
-		cJSON_AddStringToObject(f, "name", ck->sources[i].name);
-		cJSON_AddStringToObject(f, "path", ck->sources[i].path);
-		cJSON_AddNumberToObject(f, "size", (double)ck->sources[i].size);
+		cJSON_AddStringToObject(f, "name", zf_source_name(s));
+		cJSON_AddStringToObject(f, "path", zf_source_path(s));
+		cJSON_AddNumberToObject(f, "size", (double)zf_source_size(s));
 		cJSON_AddItemToArray(files, f);
 	}
 	cJSON_AddItemToObject(root, "files", files);
-	for (size_t i = 0; i < ck->n_tensors; i++)
-		cJSON_AddItemToArray(tensors, tensor_json(ck, &ck->tensors[i], extents));
+	for (size_t i = 0; i < ci->n_tensors; i++)
+		cJSON_AddItemToArray(tensors, tensor_json(ck, i, extents));
 	cJSON_AddItemToObject(root, "tensors", tensors);
 	text = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);

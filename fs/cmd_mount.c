@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "fuse_ops.h"
 #include "serve_opts.h"
+#include "zerofs/source.h"
 
 #define READAHEAD_KB 1024
 
@@ -110,17 +111,19 @@ static void set_readahead(const char *mnt, unsigned kb)
 }
 
 static void describe(const char *ckpt_path, const char *mnt,
-		     const struct zf_ckpt *ck, const struct zf_hfdir *d)
+		     const struct zf_ckpt *ck, const struct zf_hfdir *dir)
 {
+	const struct zf_ckpt_info *ci = zf_ckpt_info(ck);
+	const struct zf_hfdir_info *d = zf_hfdir_info(dir);
 	char size[32];
 	size_t served = 0;
 
 	for (size_t i = 0; i < d->n_files; i++)
-		served += d->files[i].n_tensors;
+		served += zf_hfdir_file(dir, i)->n_tensors;
 	fprintf(stderr,
 		"zerofs: serving '%s' (tag %s, ZeRO-%d, %u rank%s) at '%s': %zu tensors as %s in %zu shard%s, %s\n",
-		ckpt_path, ck->tag, ck->stage, ck->world_size,
-		ck->world_size == 1 ? "" : "s", mnt, served,
+		ckpt_path, ci->tag, ci->stage, ci->world_size,
+		ci->world_size == 1 ? "" : "s", mnt, served,
 		zf_dtype_torch_name(d->dtype), d->n_shards,
 		d->n_shards == 1 ? "" : "s",
 		cli_human_size(d->tensor_bytes, size, sizeof(size)));
@@ -130,7 +133,7 @@ static void describe(const char *ckpt_path, const char *mnt,
 	if (!d->config_source)
 		fprintf(stderr,
 			"zerofs: no config.json found%s%s; loaders need one: add --config DIR (e.g. the base model's folder)\n",
-			ck->hf_dir ? " in " : "", ck->hf_dir ? ck->hf_dir : "");
+			ci->hf_dir ? " in " : "", ci->hf_dir ? ci->hf_dir : "");
 }
 
 int cmd_mount(int argc, char **argv)
@@ -194,6 +197,19 @@ int cmd_mount(int argc, char **argv)
 		rc = cli_usage("mount", "expected a checkpoint folder and a mount point");
 		goto out;
 	}
+	{
+		struct zf_source_stats st;
+
+		/* A serving thread reads one file at a time: with fewer
+		 * descriptors than threads, reads would fail under load. */
+		zf_source_stats(&st);
+		if (st.max_open < threads) {
+			cli_error("the open-file limit (ulimit -n) leaves %zu descriptor%s for the checkpoint's files, fewer than the %u serving threads need: raise the limit or pass --threads %zu",
+				  st.max_open, st.max_open == 1 ? "" : "s", threads, st.max_open);
+			rc = ZF_EXIT_SYSTEM;
+			goto out;
+		}
+	}
 	if (!realpath(argv[optind + 1], mnt)) {
 		cli_error("'%s': cannot use as a mount point: %s", argv[optind + 1], strerror(errno));
 		rc = ZF_EXIT_USAGE;
@@ -214,7 +230,7 @@ int cmd_mount(int argc, char **argv)
 	if (rc)
 		goto out;
 
-	snprintf(fsname, sizeof(fsname), "fsname=zerofs:%s", ck->tag);
+	snprintf(fsname, sizeof(fsname), "fsname=zerofs:%s", zf_ckpt_info(ck)->tag);
 	fuse_opt_add_arg(&args, "-o");
 	fuse_opt_add_arg(&args, "ro,default_permissions,subtype=zerofs");
 	fuse_opt_add_arg(&args, "-o");

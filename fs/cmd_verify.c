@@ -191,6 +191,7 @@ int cmd_verify(int argc, char **argv)
 	struct zf_verify_report *rep = NULL;
 	struct zf_error err = { 0 };
 	struct zf_ckpt *ck = NULL;
+	const struct zf_ckpt_info *ci;
 	struct zf_hfdir *dir = NULL;
 	struct out o = { 0 };
 	struct sigaction sa, old[3];
@@ -258,9 +259,10 @@ int cmd_verify(int argc, char **argv)
 			rc = finish(&o, false);
 		goto out;
 	}
+	ci = zf_ckpt_info(ck);
 	snprintf(msg, sizeof(msg), "tag %s, ZeRO-%d, %u rank%s, %zu files, %zu tensors",
-		 ck->tag, ck->stage, ck->world_size, ck->world_size == 1 ? "" : "s",
-		 ck->n_sources, ck->n_tensors);
+		 ci->tag, ci->stage, ci->world_size, ci->world_size == 1 ? "" : "s",
+		 ci->n_files, ci->n_tensors);
 	line(&o, "open", true, path, msg);
 	if (zf_hfdir_build(ck, &so.dir, &dir, &err)) {
 		rc = open_failed(&o, "directory", &err);
@@ -269,19 +271,20 @@ int cmd_verify(int argc, char **argv)
 		goto out;
 	}
 	{
+		const struct zf_hfdir_info *di = zf_hfdir_info(dir);
 		size_t served = 0;
 
-		for (size_t i = 0; i < dir->n_files; i++)
-			served += dir->files[i].n_tensors;
+		for (size_t i = 0; i < di->n_files; i++)
+			served += zf_hfdir_file(dir, i)->n_tensors;
 		snprintf(msg, sizeof(msg), "%zu file%s, %zu tensors as %s in %zu shard%s, %s",
-			 dir->n_files, dir->n_files == 1 ? "" : "s", served,
-			 zf_dtype_torch_name(dir->dtype), dir->n_shards,
-			 dir->n_shards == 1 ? "" : "s",
-			 cli_human_size(dir->total_bytes, size, sizeof(size)));
+			 di->n_files, di->n_files == 1 ? "" : "s", served,
+			 zf_dtype_torch_name(di->dtype), di->n_shards,
+			 di->n_shards == 1 ? "" : "s",
+			 cli_human_size(di->total_bytes, size, sizeof(size)));
 		line(&o, "directory", true, "", msg);
 		if (o.json) {
-			cJSON_AddStringToObject(o.root, "tag", ck->tag);
-			cJSON_AddStringToObject(o.root, "dtype", zf_dtype_torch_name(dir->dtype));
+			cJSON_AddStringToObject(o.root, "tag", ci->tag);
+			cJSON_AddStringToObject(o.root, "dtype", zf_dtype_torch_name(di->dtype));
 		}
 	}
 

@@ -5,7 +5,8 @@
  *
  * The content is immutable while mounted, so attributes and entries get
  * long timeouts and every open keeps the kernel page cache
- * (FOPEN_KEEP_CACHE): a second read of a file never reaches us. Reads are
+ * (FOPEN_KEEP_CACHE): a second read of a file never reaches us. A file
+ * that changes under the mount makes it stale (see set_stale()). Reads are
  * answered with fuse_reply_buf() from a per-thread buffer filled by the
  * core read engine; libfuse's fd-buffer paths allocate per request or
  * splice, both slower here (PERF-NOTES.md §2.3). A read is never answered
@@ -17,6 +18,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,9 +58,7 @@ static struct zf_mount *mount_of(fuse_req_t req)
 
 static const struct zf_vfile *file_of(const struct zf_mount *m, fuse_ino_t ino)
 {
-	if (ino < 2 || ino - 2 >= m->dir->n_files)
-		return NULL;
-	return &m->dir->files[ino - 2];
+	return ino < 2 ? NULL : zf_hfdir_file(m->dir, ino - 2);
 }
 
 static void fill_attr(const struct zf_mount *m, fuse_ino_t ino, struct stat *st)
@@ -75,7 +75,7 @@ static void fill_attr(const struct zf_mount *m, fuse_ino_t ino, struct stat *st)
 		st->st_nlink = 2;
 		st->st_size = 4096;
 		st->st_blocks = 8;
-		st->st_mtim = m->dir->mtime;
+		st->st_mtim = zf_hfdir_info(m->dir)->mtime;
 	} else {
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
@@ -162,7 +162,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	/* Entry k (0 ".", 1 "..", 2.. files) carries offset k + 1. */
-	for (size_t k = (size_t)off; k < m->dir->n_files + 2; k++) {
+	for (size_t k = (size_t)off; k < zf_hfdir_info(m->dir)->n_files + 2; k++) {
 		struct stat st = { 0 };
 		const char *name;
 		size_t need;
@@ -172,8 +172,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			st.st_ino = FUSE_ROOT_ID;
 			st.st_mode = S_IFDIR;
 		} else {
-			name = m->dir->files[k - 2].name;
-			st.st_ino = m->dir->files[k - 2].ino;
+			name = zf_hfdir_file(m->dir, k - 2)->name;
+			st.st_ino = zf_hfdir_file(m->dir, k - 2)->ino;
 			st.st_mode = S_IFREG;
 		}
 		need = fuse_add_direntry(req, buf + used, size - used, name, &st,
@@ -187,23 +187,26 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 /*
- * Every open re-checks that the checkpoint did not change since mount;
- * after a change every open fails, so a loader never mixes old and new
- * bytes. Logged once.
+ * Bytes from one save or an error. Every read of a checkpoint file checks
+ * that it is still the file mounted (source.h); the first read that finds
+ * a change latches the mount stale: from then on every open and every
+ * read fails with EIO, and the change is logged once, naming the file
+ * and how it changed. An open checks the latch only: the reads check
+ * the files, which an open of a shard of a 1,024-rank checkpoint would
+ * otherwise stat 2,048 times.
  */
-static int check_sources(struct zf_mount *m)
+static bool is_stale(const struct zf_mount *m)
 {
-	struct zf_error err = { 0 };
+	return __atomic_load_n(&m->stale, __ATOMIC_RELAXED);
+}
+
+static void set_stale(struct zf_mount *m, const struct zf_error *err)
+{
 	char msg[ZF_ERROR_WHERE_MAX + ZF_ERROR_MSG_MAX + 8];
 
-	if (__atomic_load_n(&m->stale, __ATOMIC_RELAXED))
-		return -1;
-	if (!zf_ckpt_check_sources(m->dir->ck, &err))
-		return 0;
 	if (!__atomic_exchange_n(&m->stale, 1, __ATOMIC_RELAXED))
-		zf_log("%s; every open now fails with EIO",
-		       zf_error_format(&err, msg, sizeof(msg)));
-	return -1;
+		zf_log("%s; the checkpoint changed since it was mounted: every open and read now fails with EIO (remount once it is complete)",
+		       zf_error_format(err, msg, sizeof(msg)));
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -218,7 +221,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	if (check_sources(m)) {
+	if (is_stale(m)) {
 		fuse_reply_err(req, EIO);
 		return;
 	}
@@ -278,6 +281,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	if (is_stale(m)) {
+		__atomic_add_fetch(&m->read_errors, 1, __ATOMIC_RELAXED);
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	buf = reply_buf(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -288,10 +296,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		char msg[ZF_ERROR_WHERE_MAX + ZF_ERROR_MSG_MAX + 8];
 
 		__atomic_add_fetch(&m->read_errors, 1, __ATOMIC_RELAXED);
-		zf_log("read of '%s' at %lld (%zu bytes) failed: %s", f->name,
-		       (long long)off, size, zf_error_format(&err, msg, sizeof(msg)));
-		if (err.status == ZF_EIO)
-			check_sources(m); /* a truncated source: say why */
+		if (err.status == ZF_ECHANGED)
+			set_stale(m, &err);
+		else
+			zf_log("read of '%s' at %lld (%zu bytes) failed: %s", f->name,
+			       (long long)off, size, zf_error_format(&err, msg, sizeof(msg)));
 		fuse_reply_err(req, err.status == ZF_ENOMEM ? ENOMEM : EIO);
 		return;
 	}
@@ -307,8 +316,8 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	memset(&st, 0, sizeof(st));
 	st.f_bsize = 4096;
 	st.f_frsize = 4096;
-	st.f_blocks = (m->dir->total_bytes + 4095) / 4096;
-	st.f_files = m->dir->n_files + 1;
+	st.f_blocks = (zf_hfdir_info(m->dir)->total_bytes + 4095) / 4096;
+	st.f_files = zf_hfdir_info(m->dir)->n_files + 1;
 	st.f_namemax = 255;
 	st.f_flag = ST_RDONLY;
 	fuse_reply_statfs(req, &st);

@@ -18,7 +18,7 @@ struct zf_mount {
 	uid_t uid;
 	gid_t gid;
 	unsigned long read_errors; /* reads answered with an error */
-	int stale;		   /* a source changed: opens fail */
+	int stale;		   /* a file changed: opens and reads fail */
 	unsigned readahead_kb;	   /* asked for in INIT; 0 keeps the kernel's */
 };
 

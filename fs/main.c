@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "zerofs/source.h"
 
 #define ZEROFS_VERSION "0.1.0"
 
@@ -128,6 +129,11 @@ int main(int argc, char **argv)
 	 * glibc re-reads /etc/localtime for each call (135,826 stat calls to
 	 * open a 64-rank checkpoint). An explicit TZ is read once. */
 	setenv("TZ", ":/etc/localtime", 0);
+	/* Checkpoint files are opened on demand through one bounded cache of
+	 * descriptors (source.h): a 1,024-rank checkpoint has 2,048 files and
+	 * most shells start with a soft limit of 1,024. Take what the hard
+	 * limit allows; the reserve is for everything else. */
+	zf_source_raise_nofile(CLI_NOFILE_RESERVE);
 	if (argc < 2) {
 		usage(stderr);
 		return ZF_EXIT_USAGE;

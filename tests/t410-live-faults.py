@@ -4,8 +4,10 @@ stderr and exit status are seen).
 
 (a) The checkpoint changes under a live mount: after a shard was read in
     full, (i) an optim file is truncated, (ii) one is replaced by rename with
-    other content, (iii) one is deleted. Then a new open of a shard not yet
-    read, and of the read one after dropping its cache, fail with EIO; a read
+    other content, (iii) one is deleted, (iv) one is touched (same bytes, new
+    mtime). Then opening and reading a shard not yet read, and the read one
+    after dropping its cache, fail with EIO (every read checks the files it
+    reads; the first change seen makes every later open fail too); a read
     through an fd opened before the change returns EIO or the original bytes,
     never anything else; the daemon logs one line naming the changed file.
 (b) I/O errors are passed up, never zero-filled: a source truncated into
@@ -268,7 +270,7 @@ def c_delete(ck):
 
 def c_touch(ck):
     # same bytes, new mtime: a change of identity as far as anyone can tell
-    p = rank_file(ck, "model", 1)
+    p = rank_file(ck, "optim", 1)
     st = os.stat(p)
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
     return p
@@ -609,8 +611,8 @@ def main():
     live_change("(a-ii) optim replaced by rename", small, exp_small, c_rename,
                 "replacing an optim file by rename")
     live_change("(a-iii) optim deleted", small, exp_small, c_delete, "deleting an optim file")
-    live_change("(a-iv) model file mtime changed", small, exp_small, c_touch,
-                "changing a model file's mtime")
+    live_change("(a-iv) optim file mtime changed", small, exp_small, c_touch,
+                "changing an optim file's mtime")
     # (b)
     no_zero_fill("(b) truncation before the first read", small, exp_small)
     print("# faults done at %.1f s" % (time.monotonic() - t0))

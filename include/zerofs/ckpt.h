@@ -2,14 +2,18 @@
 /**
  * @file ckpt.h
  * A DeepSpeed ZeRO checkpoint, read into an immutable model of every
- * tensor it holds: name, dtype, shape, and exactly which bytes of which
- * files hold it.
+ * tensor it holds: name, dtype, shape, and where its bytes are.
  *
  * zf_ckpt_open() finds the tag folder, opens every rank's model and
  * optimizer file, parses their pickles with the safe reader, checks that
- * the ranks agree and that every size adds up, and computes each tensor's
- * extents. After it returns the model is read-only: any number of threads
- * may read it and pread() the extents without locks. Nothing is written.
+ * the ranks agree, belong to one save and are distinct files, and lays
+ * out every tensor. man/zerofs-checkpoint.5 describes the files and the
+ * placement maths.
+ *
+ * The checkpoint owns its files (struct zf_source, source.h): holding a
+ * file does not hold a descriptor. After zf_ckpt_open() returns, the
+ * checkpoint is read-only: any number of threads may call any function
+ * below at once. Nothing is ever written.
  */
 #ifndef ZEROFS_CKPT_H
 #define ZEROFS_CKPT_H
@@ -17,11 +21,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 #include <time.h>
 
 #include "zerofs/dtype.h"
 #include "zerofs/error.h"
+#include "zerofs/source.h"
 
 #define ZF_MAX_DIMS 16
 
@@ -45,63 +49,41 @@ enum zf_optimizer {
 	ZF_OPT_BF16,	    /* BF16_Optimizer: no zero_stage key */
 };
 
-/* One source file the extents point into. */
-struct zf_source {
-	char *path;	       /* as opened (tag dir + name) */
-	const char *name;      /* base name, points into path */
-	int fd;		       /* read-only, O_CLOEXEC, owned by the ckpt */
-	uint64_t size;	       /* bytes, at open */
-	struct timespec mtime; /* at open */
-	dev_t dev;
-	ino_t ino;
-	uint64_t fingerprint;  /* XXH3 of (dev, ino, size, mtime) at open */
+struct zf_ckpt;
+
+/* What the checkpoint is. Owned by it; strings live as long as it does. */
+struct zf_ckpt_info {
+	const char *path;	   /* what the user named */
+	const char *tag;	   /* e.g. "global_step3" */
+	const char *tag_dir;	   /* folder holding the .pt files */
+	const char *hf_dir;	   /* folder that may hold config/tokenizer files, or NULL */
+	const char *ds_version;	   /* "0.14.0", or "" if absent */
+	enum zf_layout layout;
+	enum zf_optimizer optimizer;
+	int stage;		   /* ZeRO stage 1, 2 or 3 */
+	uint32_t world_size;	   /* data-parallel ranks */
+	enum zf_dtype train_dtype; /* F32, BF16 or F16 */
+	uint64_t global_steps;	   /* UINT64_MAX if absent */
+	uint64_t n_params;	   /* elements of params and frozen params, aliases not counted */
+	size_t n_files;		   /* model states files (rank order), then optimizer files */
+	uint64_t files_bytes;	   /* of all files */
+	struct timespec mtime;	   /* the newest file's modification time */
+	size_t n_tensors;
 };
 
 /*
- * A run of bytes in one source file. The extents of a tensor, concatenated
- * in order, are its elements in row-major order, in the tensor's src_dtype.
+ * One tensor: a plain descriptor. Where its bytes are is the checkpoint's
+ * business: see zf_ckpt_map() and zf_ckpt_read().
  */
-struct zf_extent {
-	uint32_t source; /* index into zf_ckpt.sources */
-	uint64_t offset; /* absolute byte offset in that file */
-	uint64_t len;	 /* bytes, a multiple of the element size */
-};
-
 struct zf_tensor {
-	char *name;			/* state_dict name as saved (prefix kept) */
+	const char *name;		/* state_dict name as saved (prefix kept) */
 	enum zf_tensor_kind kind;
-	size_t alias_of;		/* ALIAS only: index of the source tensor */
-	enum zf_dtype src_dtype;	/* dtype of the bytes in the extents */
+	size_t alias_of;		/* ALIAS only: index of the tensor holding the data */
+	enum zf_dtype src_dtype;	/* dtype of the stored bytes */
 	enum zf_dtype model_dtype;	/* dtype of this tensor in the model itself */
 	uint32_t ndim;
 	uint64_t shape[ZF_MAX_DIMS];
 	uint64_t numel;
-	struct zf_extent *extents;	/* NULL for ALIAS: use alias_of's */
-	size_t n_extents;
-};
-
-struct zf_ckpt {
-	char *path;	    /* what the user named */
-	char *tag;	    /* e.g. "global_step3" */
-	char *tag_dir;	    /* folder holding the .pt files */
-	char *hf_dir;	    /* folder that may hold config/tokenizer files, or NULL */
-	enum zf_layout layout;
-	enum zf_optimizer optimizer;
-	int stage;		/* ZeRO stage 1, 2 or 3 */
-	uint32_t world_size;	/* data-parallel ranks */
-	enum zf_dtype train_dtype; /* F32, BF16 or F16 */
-	char *ds_version;	/* "0.14.0", or "" if absent */
-	uint64_t global_steps;	/* -1 cast if absent */
-
-	struct zf_source *sources;
-	size_t n_sources;
-
-	/* In the model's state_dict() order (the key order of `module`),
-	 * aliases included where the model has them. */
-	struct zf_tensor *tensors;
-	size_t n_tensors;
-
-	uint64_t n_params;	/* elements of params and frozen params, aliases not counted */
 };
 
 struct zf_ckpt_options {
@@ -110,57 +92,103 @@ struct zf_ckpt_options {
 
 /*
  * Opens the checkpoint at path: a DeepSpeed save folder (with `latest`), a
- * Trainer checkpoint-N/ folder, or a tag folder. On success *out owns all
- * open descriptors. Errors name the file and the problem: ZF_ENOTFOUND
- * (no tag, missing rank file), ZF_EFORMAT (bad or inconsistent data),
- * ZF_EUNSUPPORTED, ZF_EIO, ZF_ENOMEM.
+ * Trainer checkpoint-N/ folder, or a tag folder. On success *out owns
+ * every file. Errors name the file and the problem: ZF_ENOTFOUND (no tag,
+ * missing rank file), ZF_EFORMAT (bad or inconsistent data, files from
+ * two saves, two ranks that are one file or copies of one),
+ * ZF_EUNSUPPORTED, ZF_EIO, ZF_ECHANGED, ZF_ENOMEM.
  */
 int zf_ckpt_open(const char *path, const struct zf_ckpt_options *opts,
 		 struct zf_ckpt **out, struct zf_error *err);
 
-/*
- * Checks that no source file changed since zf_ckpt_open(): each open
- * descriptor still has its size and mtime, and each path still names the
- * same file (a training job that rewrites the tag replaces or truncates
- * files). Cheap: two stat calls per file, no data read. ZF_ECHANGED names
- * the first file that changed and how; ZF_EIO when a stat fails.
- */
-int zf_ckpt_check_sources(const struct zf_ckpt *ck, struct zf_error *err);
-
-/* The metadata fingerprint of a file as zf_source.fingerprint records it. */
-uint64_t zf_source_fingerprint(dev_t dev, ino_t ino, uint64_t size,
-			       const struct timespec *mtime);
-
-/* Closes every descriptor and frees the model; NULL is a no-op. */
+/* Closes every file and frees the model; NULL is a no-op. Nothing
+ * borrowing from ck (a struct zf_hfdir) may be in use. */
 void zf_ckpt_free(struct zf_ckpt *ck);
+
+const struct zf_ckpt_info *zf_ckpt_info(const struct zf_ckpt *ck);
+
+/* Tensor i (i < n_tensors), in the model's state_dict() order. */
+const struct zf_tensor *zf_ckpt_tensor(const struct zf_ckpt *ck, size_t i);
+
+/* File i (i < n_files), borrowed for the life of ck. */
+struct zf_source *zf_ckpt_file(const struct zf_ckpt *ck, size_t i);
 
 /* Index of the tensor named name, or (size_t)-1. */
 size_t zf_ckpt_find(const struct zf_ckpt *ck, const char *name);
 
-/* The extents holding t's data (following an alias to its source). */
-const struct zf_tensor *zf_ckpt_data_of(const struct zf_ckpt *ck,
-					const struct zf_tensor *t);
+/* A run of bytes in one file. */
+struct zf_run {
+	uint32_t file;	 /* index for zf_ckpt_file() */
+	uint64_t offset; /* absolute byte offset in that file */
+	uint64_t len;	 /* bytes */
+};
+
+/*
+ * Where byte off of tensor i's stored data is (src_dtype, row-major;
+ * an alias maps to the tensor it ties to): the longest run of contiguous
+ * bytes starting there, cut at len. Callers walk a range by adding run.len
+ * to off. ZF_EUSAGE when i is out of range, len is 0 or off is not inside
+ * the tensor's numel * element size bytes.
+ */
+int zf_ckpt_map(const struct zf_ckpt *ck, size_t i, uint64_t off,
+		uint64_t len, struct zf_run *run);
+
+/*
+ * Reads bytes [off, off + len) of tensor i's stored data into buf through
+ * the files' sources, which check after every read that the file is still
+ * the one opened: ZF_ECHANGED (naming the file and how it changed) or
+ * ZF_EIO, never a mix of two saves. ZF_EUSAGE for a range outside the
+ * tensor.
+ */
+int zf_ckpt_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
+		 size_t len, void *buf, struct zf_error *err);
+
+/*
+ * The byte ranges of the files that tensor data is read from: each whole
+ * tensor (buffers, stage 1/2 frozen params), each rank's fragment of a
+ * ZeRO-3 frozen param, and each rank's fp32 flat group (ZeRO-3) or
+ * partition (ZeRO-1/2), inside which the trainable params lie apart by
+ * construction. If two ranges overlap, some byte would be served as two
+ * things: verify's overlap check.
+ */
+struct zf_ckpt_range {
+	uint32_t file;	 /* index for zf_ckpt_file() */
+	uint64_t offset; /* absolute byte offset */
+	uint64_t len;	 /* bytes */
+	size_t tensor;	 /* the tensor, or SIZE_MAX for an fp32 group */
+	uint32_t group;	 /* SIZE_MAX tensor: the fp32 group's index, */
+	uint32_t rank;	 /* and the rank holding it */
+};
+
+/* All ranges, in no particular order: *out is malloc'd (free it), *n is
+ * their number. ZF_ENOMEM. */
+int zf_ckpt_ranges(const struct zf_ckpt *ck, struct zf_ckpt_range **out,
+		   size_t *n, struct zf_error *err);
+
+/* Checks that no file changed since zf_ckpt_open() (zf_source_check() of
+ * each, stopping at the first change): ZF_ECHANGED, ZF_EIO, ZF_OK. */
+int zf_ckpt_check_files(const struct zf_ckpt *ck, struct zf_error *err);
 
 const char *zf_kind_str(enum zf_tensor_kind kind);
 const char *zf_layout_str(enum zf_layout layout);
 
 /*
- * Checks the CRC-32 of every stored zip record of source file `source`
- * (an index into ck->sources) with zf_ptfile_check_crc(): reads the whole
+ * Checks the CRC-32 of every stored zip record of file `file` with
+ * zf_ptfile_check_crc(): reads the zip directory again and the whole
  * file. ZF_EFORMAT names the file and the first bad entry; ZF_EUSAGE when
- * source is out of range; ZF_EIO, ZF_ENOMEM. Safe to call from several
- * threads at once, for different or the same source.
+ * file is out of range; ZF_EIO, ZF_ECHANGED, ZF_ENOMEM. Safe to call from
+ * several threads at once.
  */
-int zf_ckpt_check_crc(const struct zf_ckpt *ck, size_t source,
+int zf_ckpt_check_crc(const struct zf_ckpt *ck, size_t file,
 		      struct zf_error *err);
 
 /*
- * Reads source file `source`'s zip directory a second time, with libzip,
- * and checks that both readers see the same entries (names, sizes,
+ * Reads file `file`'s zip directory again, with zerofs's reader and with
+ * libzip, and checks that both see the same entries (names, sizes,
  * methods, CRCs). zerofs serves from its own reader; this independent
  * opinion is verify's. ZF_EFORMAT names the first disagreement.
  */
-int zf_ckpt_check_zip(const struct zf_ckpt *ck, size_t source,
+int zf_ckpt_check_zip(const struct zf_ckpt *ck, size_t file,
 		      struct zf_error *err);
 
 #endif /* ZEROFS_CKPT_H */

@@ -14,15 +14,21 @@
  * holds thousands of records a mount never reads. Every offset and length
  * is checked against the file size; compressed or encrypted records are
  * refused when they are needed.
- * Tensor bytes are then served with pread() on zf_ptfile_fd(), no copy.
+ *
+ * Every byte is read through a struct zf_source (source.h), which checks
+ * after each read that the file is still the one opened. A ptfile keeps
+ * the zip directory in memory; callers that only serve bytes keep the
+ * record offsets they need and close it.
  */
 #ifndef ZEROFS_PTFILE_H
 #define ZEROFS_PTFILE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "zerofs/error.h"
+#include "zerofs/source.h"
 
 /* Largest data.pkl zerofs loads into memory. */
 #define ZF_PTFILE_MAX_PICKLE ((uint64_t)1 << 30)
@@ -41,23 +47,28 @@ struct zf_record {
 
 struct zf_ptfile;
 
-/*
- * Opens path read-only (O_CLOEXEC) and validates the container. On success
- * *out owns the open file descriptor and the pickle bytes. Errors name
- * path in err->where: ZF_EIO (open/read failed), ZF_EFORMAT (not a zip,
- * truncated, offsets past the end, no data.pkl, ...), ZF_EUNSUPPORTED
- * (data.pkl compressed or encrypted, multi-disk archive).
- */
-int zf_ptfile_open(const char *path, struct zf_ptfile **out,
-		   struct zf_error *err);
-
-/* zf_ptfile_open_flags(): do not read data.pkl at open (see
+/* zf_ptfile_open() flag: do not read data.pkl at open (see
  * zf_ptfile_load_pickle), for callers that open many files and parse
- * them one at a time. */
+ * them one at a time, or not at all. */
 #define ZF_PTFILE_LAZY_PICKLE 1u
 
-int zf_ptfile_open_flags(const char *path, unsigned flags,
-			 struct zf_ptfile **out, struct zf_error *err);
+/*
+ * Reads and validates the zip of src. src is borrowed: it must outlive the
+ * ptfile, which never closes it. On success *out owns the zip directory
+ * and (unless ZF_PTFILE_LAZY_PICKLE) the pickle bytes. Errors name the
+ * file in err->where: ZF_EIO (a read failed), ZF_ECHANGED (the file
+ * changed while read), ZF_EFORMAT (not a zip, truncated, offsets past the
+ * end, no data.pkl, ...), ZF_EUNSUPPORTED (data.pkl compressed or
+ * encrypted, multi-disk archive), ZF_ENOMEM.
+ */
+int zf_ptfile_open(struct zf_source *src, unsigned flags,
+		   struct zf_ptfile **out, struct zf_error *err);
+
+/* The same over a file named by path, for tests and tools: the ptfile
+ * opens its own source and closes it with itself. Errors as above, and
+ * those of zf_source_open(). */
+int zf_ptfile_open_path(const char *path, unsigned flags,
+			struct zf_ptfile **out, struct zf_error *err);
 
 /* Where data.pkl's bytes are in the file (located and checked at open). */
 void zf_ptfile_pickle_record(const struct zf_ptfile *pf, struct zf_record *rec);
@@ -66,7 +77,7 @@ void zf_ptfile_pickle_record(const struct zf_ptfile *pf, struct zf_record *rec);
  * zf_ptfile_drop_pickle). Not safe to call on one pf from two threads. */
 int zf_ptfile_load_pickle(struct zf_ptfile *pf, struct zf_error *err);
 
-/* Closes the descriptor and frees everything; NULL is a no-op. */
+/* Frees the ptfile (and its source, when it opened it); NULL is a no-op. */
 void zf_ptfile_close(struct zf_ptfile *pf);
 
 /* Frees the data.pkl bytes once parsed (a big model's are megabytes per
@@ -85,11 +96,12 @@ const unsigned char *zf_ptfile_pickle(const struct zf_ptfile *pf,
 int zf_ptfile_record(const struct zf_ptfile *pf, const char *key,
 		     struct zf_record *rec, struct zf_error *err);
 
-/* The path given to open, borrowed. */
+/* The source's path, borrowed. */
 const char *zf_ptfile_path(const struct zf_ptfile *pf);
 
-/* The read-only descriptor, owned by pf: use with pread() only. */
-int zf_ptfile_fd(const struct zf_ptfile *pf);
+/* The source the ptfile reads, borrowed (or owned by pf, see
+ * zf_ptfile_open_path()). */
+struct zf_source *zf_ptfile_source(const struct zf_ptfile *pf);
 
 /* File size in bytes at open time. */
 uint64_t zf_ptfile_size(const struct zf_ptfile *pf);
@@ -116,6 +128,19 @@ struct zf_ptfile_entry {
 /* Fills *ent for entry i; ZF_EUSAGE (nothing filled) when i >= count. */
 int zf_ptfile_entry(const struct zf_ptfile *pf, size_t i,
 		    struct zf_ptfile_entry *ent);
+
+/*
+ * Whether src begins with the same data.pkl record as tmpl's (stored, the
+ * same size and CRC-32 as recorded in its local header or in the data
+ * descriptor after its data) and ends with end records for a directory of
+ * as many entries, ending where they start. Judged from four small reads,
+ * without the central directory: for the rank files torch.save writes,
+ * where the pickle is the first record and ranks after the first write
+ * the same one. *same false means "not shown to be the same": open the
+ * file fully. Errors are the source's (ZF_EIO, ZF_ECHANGED).
+ */
+int zf_ptfile_same_head(const struct zf_ptfile *tmpl, struct zf_source *src,
+			bool *same, struct zf_error *err);
 
 /*
  * Opens the file a second time through libzip, an independent reader of

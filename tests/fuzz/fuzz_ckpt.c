@@ -139,16 +139,20 @@ int ZF_FUZZ_ENTRY(const uint8_t *data, size_t size)
 	o.dtype = dtypes[data[0] >> 2 & 3];
 	o.max_shard_size = shards[data[0] >> 4 & 3];
 	if (zf_ckpt_open(ck_dir, NULL, &ck, &err) == ZF_OK) {
-		if (zf_ckpt_check_sources(ck, &err) == ZF_OK &&
+		const struct zf_ckpt_info *ci = zf_ckpt_info(ck);
+
+		if (zf_ckpt_check_files(ck, &err) == ZF_OK &&
 		    zf_hfdir_build(ck, &o, &d, &err) == ZF_OK) {
-			for (size_t i = 0; i < d->n_files; i++) {
-				if (zf_hfdir_lookup(d, d->files[i].name) != &d->files[i])
+			for (size_t i = 0; i < zf_hfdir_info(d)->n_files; i++) {
+				const struct zf_vfile *f = zf_hfdir_file(d, i);
+
+				if (zf_hfdir_lookup(d, f->name) != f)
 					abort();
-				ck_read_file(d, &d->files[i], &budget);
+				ck_read_file(d, f, &budget);
 			}
 		}
-		for (size_t i = 0; i < ck->n_tensors; i++)
-			if (zf_ckpt_find(ck, ck->tensors[i].name) > i || !zf_ckpt_data_of(ck, &ck->tensors[i]))
+		for (size_t i = 0; i < ci->n_tensors; i++)
+			if (zf_ckpt_find(ck, zf_ckpt_tensor(ck, i)->name) > i)
 				abort();
 	}
 	zf_hfdir_free(d);

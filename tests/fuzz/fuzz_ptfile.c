@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target for the torch.save zip reader: the input is a .pt file,
- * put in a memfd (zf_ptfile_open takes a path: /proc/self/fd/N). Every
+ * put in a memfd (opened by path: /proc/self/fd/N). Every
  * entry is described, every data/<key> looked up, a found record must lie
  * inside the file, and the CRCs are checked. tests/unit/test_fuzz_replay.c
  * includes this file with ZF_FUZZ_ENTRY renamed to replay inputs.
@@ -35,7 +35,7 @@ int ZF_FUZZ_ENTRY(const uint8_t *data, size_t size)
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	if (fd < 0 || ftruncate(fd, 0) || pwrite(fd, data, size, 0) != (ssize_t)size)
 		abort();
-	if (zf_ptfile_open(path, &pf, &err) != ZF_OK)
+	if (zf_ptfile_open_path(path, 0, &pf, &err) != ZF_OK)
 		return 0;
 	if (!zf_ptfile_pickle(pf, &plen) || plen > zf_ptfile_size(pf))
 		abort();

@@ -375,7 +375,7 @@ static void expect_fail(const char *path, int status, const char *frag,
 {
 	struct zf_error err = { 0 };
 	struct zf_ptfile *pf = NULL;
-	int rc = zf_ptfile_open(path, &pf, &err);
+	int rc = zf_ptfile_open_path(path, 0, &pf, &err);
 	const char *where_open = rc ? "open" : "record lookup";
 
 	for (size_t i = 0; pf && !rc && i < zf_ptfile_count(pf); i++) {
@@ -397,7 +397,7 @@ static struct zf_ptfile *open_ok(const char *path, const char *what)
 {
 	struct zf_error err = { 0 };
 	struct zf_ptfile *pf = NULL;
-	int rc = zf_ptfile_open(path, &pf, &err);
+	int rc = zf_ptfile_open_path(path, 0, &pf, &err);
 
 	tap_ok(rc == ZF_OK && pf, "%s: opens (%s)", what,
 	       rc ? err.msg : "ok");
@@ -410,9 +410,10 @@ static struct zf_ptfile *open_ok(const char *path, const char *what)
 	return pf;
 }
 
-static bool read_at(int fd, void *buf, size_t len, uint64_t off)
+/* Reads through the ptfile's own source, as zerofs serves bytes. */
+static bool read_at(const struct zf_ptfile *pf, void *buf, size_t len, uint64_t off)
 {
-	return pread(fd, buf, len, (off_t)off) == (ssize_t)len;
+	return zf_source_pread(zf_ptfile_source(pf), buf, len, off, NULL) == ZF_OK;
 }
 
 static bool record_is(const struct zf_ptfile *pf, const char *key,
@@ -426,7 +427,7 @@ static bool record_is(const struct zf_ptfile *pf, const char *key,
 	    len > sizeof(buf) || r.offset % 64 != 0 ||
 	    r.crc32 != crc32_update(0, want, len))
 		return false;
-	return read_at(zf_ptfile_fd(pf), buf, len, r.offset) &&
+	return read_at(pf, buf, len, r.offset) &&
 	       memcmp(buf, want, len) == 0;
 }
 
@@ -650,7 +651,7 @@ static void test_corrupt(void)
 		struct zf_ptfile *pf = NULL;
 
 		if (truncate(path, (off_t)cut) != 0 ||
-		    zf_ptfile_open(path, &pf, &err) != ZF_EFORMAT ||
+		    zf_ptfile_open_path(path, 0, &pf, &err) != ZF_EFORMAT ||
 		    !strstr(err.msg, "not a zip file")) {
 			all_fail = false;
 			printf("# cut at %llu: %s\n", (unsigned long long)cut,
@@ -847,14 +848,14 @@ static void test_byte_flips(void)
 		int fd = open(path, O_RDWR | O_CLOEXEC);
 		size_t k;
 
-		if (fd < 0 || !read_at(fd, &orig, 1, pos)) {
+		if (fd < 0 || pread(fd, &orig, 1, (off_t)pos) != 1) {
 			bad++;
 			break;
 		}
 		flip = orig ^ (unsigned char)(pos % 2 ? 0xff : 0x10);
 		if (pwrite(fd, &flip, 1, (off_t)pos) != 1)
 			bad++;
-		if (zf_ptfile_open(path, &pf, &err) == ZF_OK) {
+		if (zf_ptfile_open_path(path, 0, &pf, &err) == ZF_OK) {
 			struct zf_error xerr = { 0 };
 
 			opened++;
@@ -934,7 +935,7 @@ static void test_zip64_sparse(void)
 		       (unsigned long long)r.offset, (unsigned long long)r.size);
 		tap_ok(zf_ptfile_record(pf, "2", &r, &err) == ZF_OK &&
 			       r.offset > 2 * gib4 && r.size == sizeof(rec2) &&
-			       read_at(zf_ptfile_fd(pf), buf, sizeof(rec2), r.offset) &&
+			       read_at(pf, buf, sizeof(rec2), r.offset) &&
 			       memcmp(buf, rec2, sizeof(rec2)) == 0,
 		       "zip64: record 2 past 8 GiB reads back");
 		tap_ok(record_is(pf, "0", rec0, sizeof(rec0)),
@@ -1007,7 +1008,7 @@ static long compare_readers(const char *path, const char *manifest,
 	int zerr;
 
 	snprintf(why, why_size, "ok");
-	if (zf_ptfile_open(path, &pf, &err)) {
+	if (zf_ptfile_open_path(path, 0, &pf, &err)) {
 		snprintf(why, why_size, "open: %s", err.msg);
 		goto out;
 	}
@@ -1038,7 +1039,7 @@ static long compare_readers(const char *path, const char *manifest,
 		theirs = malloc(e.size + 1);
 		zf = zip_fopen(za, e.name, 0);
 		if (!ours || !theirs || !zf ||
-		    !read_at(zf_ptfile_fd(pf), ours, e.size, e.data_offset) ||
+		    !read_at(pf, ours, e.size, e.data_offset) ||
 		    (got = zip_fread(zf, theirs, e.size + 1)) != (zip_int64_t)e.size ||
 		    memcmp(ours, theirs, e.size) != 0 || e.data_offset % 64) {
 			snprintf(why, why_size, "entry '%s' differs", e.name);
@@ -1178,7 +1179,7 @@ static void test_torch(void)
 			char key[16];
 			int i, bad = 0, n = 0;
 
-			if (zf_ptfile_open(path, &pf, &err) == ZF_OK) {
+			if (zf_ptfile_open_path(path, 0, &pf, &err) == ZF_OK) {
 				for (i = 0; i < 40; i++) {
 					snprintf(key, sizeof(key), "%d", i);
 					if (zf_ptfile_record(pf, key, &r, &err) == ZF_OK)

@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Loads the rank files of a checkpoint: opens each as a source, reads its
+ * zip directory and pickle, hands the tree to ckpt_optim.c or
+ * ckpt_tensors.c, and checks that no two rank paths are one file and no
+ * two optimizer files are copies of one.
+ *
+ * Workload: 2 to 2,048 files. The first optimizer file and the first one
+ * or two model states files are parsed in full (their trees stay until
+ * the checkpoint is laid out). The rest run on a few worker threads, and
+ * most of them are never parsed: ranks after the first write the same
+ * pickle (ZeRO-3 optimizer files of every rank, model states files of
+ * ranks >= 1), so a file whose data.pkl has the template's size and
+ * CRC-32 shares the template's tree, read against its own zip records.
+ * A ZeRO-3 model states file of rank >= 2 holds nothing that is served
+ * unless the model has frozen parameters; then it is only proven to
+ * carry rank 1's pickle and a whole zip end (zf_ptfile_same_head()):
+ * four small reads instead of its central directory and pickle.
+ * man/zerofs-checkpoint.5 (CHECKS) says what is checked where.
+ */
+#include "ckpt_i.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "io.h"
+#include "workers.h"
+
+#define MAX_LOAD_THREADS 8
+
+/* Opens rank file f (path as found) as ck->files[f->file]. */
+static int open_source(struct zf_loader *L, struct zf_loaded *f,
+		       const char *path, struct zf_error *err)
+{
+	char *abs = zf_absolute_path(path, NULL);
+	int rc;
+
+	if (!abs)
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	rc = zf_source_open(abs, &L->ck->files[f->file], err);
+	free(abs);
+	return rc;
+}
+
+/* Reads f's zip directory (the pickle stays on disk until parsed). */
+static int open_zip(struct zf_loader *L, struct zf_loaded *f,
+		    struct zf_error *err)
+{
+	return zf_ptfile_open(L->ck->files[f->file], ZF_PTFILE_LAZY_PICKLE,
+			      &f->pf, err);
+}
+
+/* Parses f's pickle; its top level must be a dict. */
+static int parse(struct zf_loaded *f, struct zf_error *err)
+{
+	const char *path = zf_ptfile_path(f->pf);
+	const unsigned char *pkl;
+	size_t len;
+	int rc;
+
+	rc = zf_ptfile_load_pickle(f->pf, err);
+	if (rc)
+		return rc;
+	pkl = zf_ptfile_pickle(f->pf, &len);
+	rc = zf_pickle_load(pkl, len, NULL, &f->pk, err);
+	/* Parsed values copy what they keep: the bytes can go. */
+	zf_ptfile_drop_pickle(f->pf);
+	if (rc) {
+		zf_error_where(err, path);
+		return rc;
+	}
+	f->root = zf_pickle_root(f->pk);
+	if (!zf_pv_is(f->root, ZF_PV_DICT))
+		return zf_fail_at(err, ZF_EFORMAT, path,
+				  "the pickle holds a value of type %s, not a dict",
+				  zf_pv_type_name(f->root));
+	return ZF_OK;
+}
+
+/*
+ * Gives f the template's tree when its data.pkl has the template's size
+ * and CRC-32 (the same pickle: its storage keys then name f's own
+ * records), else parses it.
+ */
+static int parse_or_share(struct zf_loaded *f, const struct zf_loaded *tmpl,
+			  struct zf_error *err)
+{
+	if (tmpl && tmpl->root && tmpl->pf) {
+		struct zf_record a, b;
+
+		zf_ptfile_pickle_record(f->pf, &a);
+		zf_ptfile_pickle_record(tmpl->pf, &b);
+		if (a.size == b.size && a.crc32 == b.crc32) {
+			f->root = tmpl->root;
+			return ZF_OK;
+		}
+	}
+	return parse(f, err);
+}
+
+/* Frees what f holds of its parse and zip directory. */
+static void unload(struct zf_loaded *f)
+{
+	zf_pickle_free(f->pk);
+	f->pk = NULL;
+	f->root = NULL;
+	zf_ptfile_close(f->pf);
+	f->pf = NULL;
+}
+
+/*
+ * A digest of an optimizer file's zip records: each entry's name (after
+ * the archive prefix, which follows the file name), size and CRC-32.
+ * Two ranks' files never agree on all of them: each holds its own fp32
+ * partition and optimizer moments.
+ */
+static int digest_records(struct zf_loaded *f, struct zf_error *err)
+{
+	XXH3_state_t *st = XXH3_createState();
+	struct zf_ptfile_entry ent;
+	struct zf_record pkl;
+	size_t prefix;
+	XXH128_hash_t h;
+
+	if (!st)
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	zf_ptfile_pickle_record(f->pf, &pkl);
+	prefix = 0;
+	for (size_t i = 0; zf_ptfile_entry(f->pf, i, &ent) == ZF_OK; i++) {
+		size_t len = strlen(ent.name);
+
+		if (ent.data_offset == pkl.offset && len >= 8) {
+			prefix = len - 8;
+			break;
+		}
+	}
+	XXH3_128bits_reset(st);
+	for (size_t i = 0; zf_ptfile_entry(f->pf, i, &ent) == ZF_OK; i++) {
+		const char *name = ent.name;
+		uint64_t v[2] = { ent.size, ent.crc32 };
+
+		if (strlen(name) >= prefix)
+			name += prefix;
+		XXH3_128bits_update(st, name, strlen(name) + 1);
+		XXH3_128bits_update(st, v, sizeof(v));
+	}
+	h = XXH3_128bits_digest(st);
+	XXH3_freeState(st);
+	f->digest[0] = h.high64;
+	f->digest[1] = h.low64;
+	f->has_digest = true;
+	return ZF_OK;
+}
+
+/* --- running items on workers ----------------------------------------- */
+
+typedef int (*item_fn)(struct zf_loader *L, size_t k, struct zf_error *err);
+
+struct runner {
+	struct zf_loader *L;
+	item_fn fn;
+	size_t n;
+	size_t next;	/* atomic: the next item to take */
+	int stop;	/* atomic: out of memory, give up */
+	pthread_mutex_t lock;
+	size_t failed;	/* the lowest failing item, n when none */
+	struct zf_error err;
+};
+
+static void *runner_main(void *arg)
+{
+	struct runner *w = arg;
+
+	for (;;) {
+		size_t k = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED);
+		struct zf_error e = { 0 };
+
+		if (k >= w->n || __atomic_load_n(&w->stop, __ATOMIC_RELAXED))
+			break;
+		if (!w->fn(w->L, k, &e))
+			continue;
+		pthread_mutex_lock(&w->lock);
+		if (k < w->failed) {
+			w->failed = k;
+			w->err = e;
+		}
+		pthread_mutex_unlock(&w->lock);
+		if (e.status == ZF_ENOMEM)
+			__atomic_store_n(&w->stop, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/*
+ * Runs fn on items [0, n) on up to MAX_LOAD_THREADS threads. Every item
+ * runs (a failure does not stop the others, so that the checks across
+ * files see every file), unless memory runs out. *failed is the lowest
+ * failing item (n when none) and err its error.
+ */
+static void run_items(struct zf_loader *L, size_t n, item_fn fn,
+		      size_t *failed, struct zf_error *err)
+{
+	struct runner w = { .L = L, .fn = fn, .n = n, .failed = n };
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads = cpus < 1 ? 1 : cpus > MAX_LOAD_THREADS ? MAX_LOAD_THREADS : (unsigned)cpus;
+
+	pthread_mutex_init(&w.lock, NULL);
+	if (threads > n)
+		threads = (unsigned)n;
+	if (threads <= 1 || !zf_run_workers(threads, runner_main, &w, NULL, NULL, 0))
+		runner_main(&w);
+	pthread_mutex_destroy(&w.lock);
+	*failed = w.failed;
+	if (w.failed < n && err && err->status == ZF_OK)
+		*err = w.err;
+}
+
+/* --- the first ranks -------------------------------------------------- */
+
+/* Items of the first phase: rank 0's optimizer file, rank 0's model
+ * states file and, with per-rank model states (ZeRO-3), rank 1's. */
+static struct zf_loaded *first_item(struct zf_loader *L, size_t k,
+				    const char **path)
+{
+	if (k == 0) {
+		*path = zf_optim_path(L, 0);
+		return &L->optim[0];
+	}
+	*path = zf_model_path(L, (uint32_t)(k - 1));
+	return &L->model[k - 1];
+}
+
+static int load_first(struct zf_loader *L, size_t k, struct zf_error *err)
+{
+	const char *path;
+	struct zf_loaded *f = first_item(L, k, &path);
+	int rc;
+
+	rc = open_source(L, f, path, err);
+	if (!rc)
+		rc = open_zip(L, f, err);
+	if (!rc)
+		rc = parse(f, err);
+	if (!rc && f == &L->optim[0])
+		rc = digest_records(f, err);
+	return rc;
+}
+
+int zf_load_first_ranks(struct zf_loader *L, struct zf_error *err)
+{
+	size_t n = L->n_model > 1 ? 3 : 2, failed;
+	int rc;
+
+	run_items(L, n, load_first, &failed, err);
+	if (failed < n)
+		return err ? err->status : ZF_EFORMAT;
+	/* Rank 0 first: every other rank is checked against it. */
+	rc = zf_load_optim_rank(L, 0, err);
+	if (!rc)
+		rc = zf_load_optim_finish(L, err);
+	if (!rc)
+		rc = zf_load_model_meta(L, err);
+	L->optim_tmpl = &L->optim[0];
+	L->model_tmpl = L->n_model > 1 ? &L->model[1] : NULL;
+	return rc;
+}
+
+/* --- the other ranks -------------------------------------------------- */
+
+static int load_optim(struct zf_loader *L, uint32_t r, struct zf_error *err)
+{
+	struct zf_loaded *f = &L->optim[r];
+	int rc;
+
+	rc = open_source(L, f, zf_optim_path(L, r), err);
+	if (!rc)
+		rc = open_zip(L, f, err);
+	if (!rc)
+		rc = digest_records(f, err);
+	if (!rc)
+		rc = parse_or_share(f, L->optim_tmpl, err);
+	if (!rc)
+		rc = zf_load_optim_rank(L, r, err);
+	if (!rc)
+		zf_note_slice_mappings(L, r);
+	unload(f);
+	return rc;
+}
+
+static int load_model(struct zf_loader *L, uint32_t r, struct zf_error *err)
+{
+	struct zf_loaded *f = &L->model[r];
+	int rc;
+
+	if (r == 1) /* the template: opened and parsed with rank 0 */
+		return zf_load_model_rank(L, 1, err);
+	rc = open_source(L, f, zf_model_path(L, r), err);
+	if (rc)
+		return rc;
+	if (!L->frozen) {
+		bool same;
+
+		rc = zf_ptfile_same_head(L->model_tmpl->pf, L->ck->files[f->file],
+					 &same, err);
+		if (rc || same)
+			return rc;
+	}
+	rc = open_zip(L, f, err);
+	if (!rc)
+		rc = parse_or_share(f, L->model_tmpl, err);
+	if (!rc)
+		rc = zf_load_model_rank(L, r, err);
+	unload(f);
+	return rc;
+}
+
+/* Items: optimizer files of ranks 1.., then model states files of ranks
+ * 1.. (ZeRO-3), then rank 0's own checks that needed the tensor list. */
+static int load_other(struct zf_loader *L, size_t k, struct zf_error *err)
+{
+	if (k < L->ws - 1)
+		return load_optim(L, (uint32_t)(k + 1), err);
+	k -= L->ws - 1;
+	if (k < (size_t)L->n_model - 1)
+		return load_model(L, (uint32_t)(k + 1), err);
+	(void)err;
+	zf_note_slice_mappings(L, 0);
+	return ZF_OK;
+}
+
+void zf_note_slice_mappings(struct zf_loader *L, uint32_t r)
+{
+	struct zf_error e = { 0 };
+
+	if (!zf_check_slice_mappings(L, r, &e))
+		return;
+	pthread_mutex_lock(&L->lock);
+	if (r < L->slice_rank) {
+		L->slice_rank = r;
+		L->slice_err = e;
+	}
+	pthread_mutex_unlock(&L->lock);
+}
+
+struct file_id {
+	dev_t dev;
+	ino_t ino;
+	uint32_t file;
+};
+
+static int cmp_file_id(const void *a, const void *b)
+{
+	const struct file_id *x = a, *y = b;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->file < y->file ? -1 : x->file > y->file;
+}
+
+/* Two rank paths naming one file (a symbolic or hard link) would serve
+ * one rank's bytes as another's. */
+static int check_distinct_files(struct zf_loader *L, struct zf_error *err)
+{
+	struct zf_ckpt *ck = L->ck;
+	size_t n = 0, total = (size_t)L->n_model + L->ws;
+	struct file_id *v = malloc((total ? total : 1) * sizeof(*v));
+	uint32_t a = UINT32_MAX, b = UINT32_MAX;
+
+	if (!v)
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	for (size_t i = 0; i < total; i++) {
+		const struct zf_source_id *id;
+
+		if (!ck->files[i])
+			continue;
+		id = zf_source_id(ck->files[i]);
+		v[n++] = (struct file_id){ id->dev, id->ino, (uint32_t)i };
+	}
+	qsort(v, n, sizeof(*v), cmp_file_id);
+	/* Of all pairs, name the one whose second file comes first: sorted
+	 * by file within one identity, a group's first two are its pair. */
+	for (size_t i = 1, first = 0; i < n; i++) {
+		if (v[i].dev != v[first].dev || v[i].ino != v[first].ino) {
+			first = i;
+			continue;
+		}
+		if (i == first + 1 && (b == UINT32_MAX || v[i].file < b)) {
+			a = v[first].file;
+			b = v[i].file;
+		}
+	}
+	free(v);
+	if (b == UINT32_MAX)
+		return ZF_OK;
+	return zf_fail_at(err, ZF_EFORMAT, zf_source_path(ck->files[b]),
+			  "is the same file as '%s' (a link to it): every rank needs its own file",
+			  zf_source_path(ck->files[a]));
+}
+
+struct digest_id {
+	uint64_t d[2];
+	uint32_t rank;
+};
+
+static int cmp_digest(const void *a, const void *b)
+{
+	const struct digest_id *x = a, *y = b;
+
+	for (int i = 0; i < 2; i++)
+		if (x->d[i] != y->d[i])
+			return x->d[i] < y->d[i] ? -1 : 1;
+	return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+/* Two optimizer files with the same records: one rank's file copied
+ * under another rank's name. */
+static int check_distinct_records(struct zf_loader *L, struct zf_error *err)
+{
+	struct digest_id *v = malloc((L->ws ? L->ws : 1) * sizeof(*v));
+	uint32_t a = UINT32_MAX, b = UINT32_MAX;
+	size_t n = 0;
+
+	if (!v)
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	for (uint32_t r = 0; r < L->ws; r++)
+		if (L->optim[r].has_digest)
+			v[n++] = (struct digest_id){ { L->optim[r].digest[0],
+						       L->optim[r].digest[1] }, r };
+	qsort(v, n, sizeof(*v), cmp_digest);
+	for (size_t i = 1, first = 0; i < n; i++) {
+		if (memcmp(v[i].d, v[first].d, sizeof(v[i].d))) {
+			first = i;
+			continue;
+		}
+		if (i == first + 1 && (b == UINT32_MAX || v[i].rank < b)) {
+			a = v[first].rank;
+			b = v[i].rank;
+		}
+	}
+	free(v);
+	if (b == UINT32_MAX)
+		return ZF_OK;
+	return zf_fail_at(err, ZF_EFORMAT, zf_optim_path(L, b),
+			  "holds the same records as '%s' (names, sizes and CRC-32s): a copy of one rank's optimizer file under another rank's name",
+			  zf_optim_path(L, a));
+}
+
+int zf_load_other_ranks(struct zf_loader *L, struct zf_error *err)
+{
+	size_t n = (size_t)(L->ws - 1) + (L->n_model - 1) + 1, failed;
+	struct zf_error e = { 0 };
+	int rc;
+
+	run_items(L, n, load_other, &failed, &e);
+	/* A link or a copy explains whatever else went wrong with it. */
+	rc = check_distinct_files(L, err);
+	if (!rc)
+		rc = check_distinct_records(L, err);
+	if (!rc && failed < n) {
+		if (err && err->status == ZF_OK)
+			*err = e;
+		rc = e.status ? (int)e.status : ZF_EFORMAT;
+	}
+	return rc;
+}
+
+void zf_loader_unload(struct zf_loader *L)
+{
+	for (uint32_t i = 0; L->model && i < L->n_model; i++)
+		unload(&L->model[i]);
+	for (uint32_t i = 0; L->optim && i < L->ws; i++)
+		unload(&L->optim[i]);
+}

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tensor places (place.h): the table store and the mapping from a
+ * tensor's bytes to runs of files.
+ *
+ * Workload: zf_place_map() runs once per run of every read (a 1 MiB FUSE
+ * read of a ZeRO-3 parameter touches up to world size runs), so it is a
+ * few divisions and a binary search over one rank's flat groups or one
+ * group's ranks. Interning runs at open, once per rank and table kind.
+ */
+#include "place.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+static uint64_t min3(uint64_t a, uint64_t b, uint64_t c)
+{
+	uint64_t m = a < b ? a : b;
+
+	return m < c ? m : c;
+}
+
+static int grow_slots(struct zf_tables *t)
+{
+	size_t n = t->mask ? 2 * (t->mask + 1) : 64;
+	uint32_t *slots = malloc(n * sizeof(*slots));
+
+	if (!slots)
+		return -1;
+	memset(slots, 0xff, n * sizeof(*slots));
+	for (uint32_t i = 0; i < t->n; i++) {
+		size_t k = t->refs[i].hash & (n - 1);
+
+		while (slots[k] != UINT32_MAX)
+			k = (k + 1) & (n - 1);
+		slots[k] = i;
+	}
+	free(t->slots);
+	t->slots = slots;
+	t->mask = n - 1;
+	return 0;
+}
+
+int zf_tables_intern(struct zf_tables *t, const uint64_t *v, size_t n,
+		     uint32_t *id, struct zf_error *err)
+{
+	uint64_t hash = XXH3_64bits(v, n * sizeof(*v));
+	size_t k;
+
+	/* Keep the index at most half full. */
+	if ((size_t)t->n * 2 >= (t->mask ? t->mask + 1 : 0) && grow_slots(t))
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	for (k = hash & t->mask; t->slots[k] != UINT32_MAX; k = (k + 1) & t->mask) {
+		const struct zf_table_ref *r = &t->refs[t->slots[k]];
+
+		if (r->hash == hash && r->n == n &&
+		    !memcmp(t->data + r->off, v, n * sizeof(*v))) {
+			*id = t->slots[k];
+			return ZF_OK;
+		}
+	}
+	if (t->n == UINT32_MAX - 1)
+		return zf_fail(err, ZF_ENOMEM, "too many distinct tables");
+	if (t->n == t->cap_refs) {
+		uint32_t cap = t->cap_refs ? 2 * t->cap_refs : 16;
+		struct zf_table_ref *r = realloc(t->refs, cap * sizeof(*r));
+
+		if (!r)
+			return zf_fail(err, ZF_ENOMEM, "out of memory");
+		t->refs = r;
+		t->cap_refs = cap;
+	}
+	if (n > t->cap - t->len) {
+		size_t cap = t->cap ? 2 * t->cap : 256;
+		uint64_t *d;
+
+		while (cap - t->len < n)
+			cap *= 2;
+		d = realloc(t->data, cap * sizeof(*d));
+		if (!d)
+			return zf_fail(err, ZF_ENOMEM, "out of memory");
+		t->data = d;
+		t->cap = cap;
+	}
+	if (n)
+		memcpy(t->data + t->len, v, n * sizeof(*v));
+	t->refs[t->n] = (struct zf_table_ref){ t->len, n, hash };
+	t->len += n;
+	t->slots[k] = t->n;
+	*id = t->n++;
+	return ZF_OK;
+}
+
+const uint64_t *zf_tables_get(const struct zf_tables *t, uint32_t id,
+			      size_t *n)
+{
+	*n = t->refs[id].n;
+	return t->data + t->refs[id].off;
+}
+
+void zf_tables_release(struct zf_tables *t)
+{
+	free(t->data);
+	free(t->refs);
+	free(t->slots);
+	memset(t, 0, sizeof(*t));
+}
+
+void zf_rank_tables_release(struct zf_rank_tables *lay)
+{
+	free(lay->zero3_segs);
+	free(lay->zero12_cuts);
+	free(lay->frags);
+	zf_tables_release(&lay->tables);
+	memset(lay, 0, sizeof(*lay));
+}
+
+/* The first of n (end, offset) pairs whose end is past element e. */
+static size_t find_pair(const uint64_t *v, size_t n, uint64_t e)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (v[2 * mid] <= e)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Rank r's part of a parameter split as ZeRO-3 splits it: p = ceil(n/ws)
+ * elements from every rank (the last ones may hold fewer, or none). */
+struct slice {
+	uint32_t rank;
+	uint64_t in;	/* byte offset inside the rank's part */
+	uint64_t bytes; /* of the rank's part */
+};
+
+static struct slice zero3_slice(uint64_t numel, uint32_t ws, uint64_t es,
+				uint64_t off)
+{
+	uint64_t p = numel / ws + (numel % ws != 0);
+	uint64_t r = off / es / p;
+	struct slice s = { (uint32_t)r, off - r * p * es,
+			   (numel - r * p < p ? numel - r * p : p) * es };
+
+	return s;
+}
+
+void zf_place_map(const struct zf_rank_tables *lay, const struct zf_place *pl,
+		  const struct zf_tensor *t, uint64_t off, uint64_t len,
+		  struct zf_run *run)
+{
+	const uint64_t *v;
+	size_t n, i;
+
+	switch (pl->kind) {
+	case ZF_PLACE_WHOLE: {
+		uint64_t bytes = t->numel * zf_dtype_size(t->src_dtype);
+
+		run->file = pl->u.whole.file;
+		run->offset = pl->u.whole.offset + off;
+		run->len = len < bytes - off ? len : bytes - off;
+		return;
+	}
+	case ZF_PLACE_ZERO3: {
+		struct slice s = zero3_slice(t->numel, lay->world_size, 4, off);
+		uint64_t at = pl->u.zero3.flat * 4 + s.in; /* byte in the flat space */
+		uint64_t seg_start;
+
+		v = zf_tables_get(&lay->tables, lay->zero3_segs[s.rank], &n);
+		i = find_pair(v, n / 2, at / 4);
+		seg_start = i ? v[2 * (i - 1)] : 0;
+		run->file = lay->first_optim + s.rank;
+		run->offset = v[2 * i + 1] + (at - seg_start * 4);
+		run->len = min3(len, s.bytes - s.in, v[2 * i] * 4 - at);
+		return;
+	}
+	case ZF_PLACE_ZERO12: {
+		uint64_t at = pl->u.zero12.start * 4 + off; /* byte in the group */
+		uint64_t bytes = t->numel * 4, part_start;
+
+		v = zf_tables_get(&lay->tables, lay->zero12_cuts[pl->u.zero12.group], &n);
+		i = find_pair(v, n / 2, at / 4);
+		part_start = i ? v[2 * (i - 1)] : 0;
+		run->file = lay->first_optim + (uint32_t)i;
+		run->offset = v[2 * i + 1] + (at - part_start * 4);
+		run->len = min3(len, bytes - off, v[2 * i] * 4 - at);
+		return;
+	}
+	case ZF_PLACE_FRAG3: {
+		uint64_t es = zf_dtype_size(t->src_dtype);
+		struct slice s = zero3_slice(t->numel, lay->world_size, es, off);
+
+		v = zf_tables_get(&lay->tables, lay->frags[s.rank], &n);
+		run->file = lay->first_model + s.rank;
+		run->offset = v[pl->u.frag3.index] + s.in;
+		run->len = len < s.bytes - s.in ? len : s.bytes - s.in;
+		return;
+	}
+	case ZF_PLACE_NONE:
+		break;
+	}
+	run->file = 0;
+	run->offset = 0;
+	run->len = 0;
+}
