@@ -393,9 +393,12 @@ int zf_check_slice_mappings(struct zf_loader *L, uint32_t r, struct zf_error *er
 				  L->n_groups);
 	for (uint32_t g = 0; g < L->n_groups; g++) {
 		const struct zf_pv *m = maps->u.seq.items[g];
-		/* Every rank's part is the size of rank 0's (the last one
-		 * may be saved shorter: its padding is dropped). */
-		uint64_t part = L->ropt[0].parts[g].numel, lo, hi;
+		size_t first = L->group_first[g], end = L->group_first[g + 1];
+		uint64_t need = end > first ? L->params[end - 1].start + L->params[end - 1].numel : 0;
+		/* DeepSpeed pads the group to a multiple of 2 * world size and
+		 * cuts it in equal parts (the last may be saved shorter, its
+		 * padding dropped): rank r's part starts at r * part. */
+		uint64_t part = (need + 2ull * L->ws - 1) / (2ull * L->ws) * 2, lo, hi;
 
 		if (!zf_pv_is(m, ZF_PV_DICT))
 			return zf_fail_at(err, ZF_EFORMAT, path,

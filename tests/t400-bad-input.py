@@ -659,6 +659,51 @@ def c_rank_symlink_loop(ck):
     return dict(name=os.path.basename(p), want=r"symbolic|link|loop|levels", codes={3, 4})
 
 
+# rank identity: every rank file is its own (pinned to the exact message)
+
+SAME_FILE = "is the same file as"
+SAME_RECORDS = "holds the same records as"
+
+
+def c_rank_symlinked(ck):
+    """Rank 1's optimizer file is a symbolic link to rank 0's."""
+    p, q = ck.f("optim", 1), ck.f("optim", 0)
+    os.unlink(p)
+    os.symlink(os.path.basename(q), p)
+    return dict(name=os.path.basename(p), also=re.escape(os.path.basename(q)),
+                want=re.escape(SAME_FILE))
+
+
+def c_rank_hardlinked(ck):
+    """Rank 1's optimizer file is a hard link to rank 0's."""
+    p, q = ck.f("optim", 1), ck.f("optim", 0)
+    os.unlink(p)
+    os.link(q, p)
+    return dict(name=os.path.basename(p), also=re.escape(os.path.basename(q)),
+                want=re.escape(SAME_FILE))
+
+
+def c_rank_byte_copy(ck):
+    """Rank 1's optimizer file is a byte copy of rank 0's."""
+    p, q = ck.f("optim", 1), ck.f("optim", 0)
+    shutil.copyfile(q, p)
+    return dict(name=os.path.basename(p), also=re.escape(os.path.basename(q)),
+                want=re.escape(SAME_RECORDS))
+
+
+def c_ranks_swapped(ck):
+    """Ranks 0 and 1 swapped their optimizer files (ZeRO-1/2: each file's
+    param_slice_mappings say which part of each group it holds)."""
+    p, q = ck.f("optim", 0), ck.f("optim", 1)
+    tmp = p + ".swap"
+    os.rename(p, tmp)
+    os.rename(q, p)
+    os.rename(tmp, q)
+    return dict(name=os.path.basename(p),
+                want=re.escape("its param_slice_mappings describe rank 1's part of "
+                               "param group 0, not rank 0's: rank files swapped or renamed"))
+
+
 def c_no_data_pkl(ck):
     p = ck.f("model", 0)
     recs = [(n.replace("data.pkl", "data.pkx"), d) for n, d in read_records(p)]
@@ -856,6 +901,40 @@ def run_case(label, base, fn, do_mount=False):
         shutil.rmtree(ck.case_dir, ignore_errors=True)
 
 
+def identity_other_commands(label, base, fn):
+    """export and verify refuse a rank that is not its own file, with the
+    same message inspect gives (mount: run_case)."""
+    ck = Ck(base, label)
+    try:
+        spec = fn(ck)
+        out = os.path.join(ck.case_dir, "out")
+        before = snapshot(ck.root)
+        p = zrun(["export", ck.root, out])
+        probs = crashed(p)
+        if p.returncode != 3:
+            probs.append("export exit %d, want 3" % p.returncode)
+        probs += check_stderr(p.stderr, spec["name"], spec["want"], spec.get("also"))
+        if os.path.exists(out) and os.listdir(out):
+            probs.append("export wrote %s" % os.listdir(out))
+        tap.ok(not probs, "%s: export refuses it (exit 3, the same message)" % label,
+               "\n".join(probs) + "\nstderr: " + p.stderr[-800:])
+        q = zrun(["verify", ck.root])
+        text = q.stdout + q.stderr
+        probs = crashed(q)
+        if q.returncode not in (1, 3):
+            probs.append("verify exit %d, want 1 (unsound) or 3" % q.returncode)
+        if not re.search(spec["want"], text):
+            probs.append("verify does not say /%s/" % spec["want"])
+        if spec["name"] not in text:
+            probs.append("verify does not name %r" % spec["name"])
+        if snap_diff(before, snapshot(ck.root)):
+            probs.append("checkpoint changed")
+        tap.ok(not probs, "%s: verify finds it unsound, saying why" % label,
+               "\n".join(probs) + "\noutput: " + text[-800:])
+    finally:
+        shutil.rmtree(ck.case_dir, ignore_errors=True)
+
+
 def odd_name_ok(label, base, newname):
     """A valid-UTF-8 odd name: served; the header is JSON with that exact name."""
     ck = Ck(base, label)
@@ -1031,7 +1110,12 @@ def main():
               ("storage record shorter than its numel", c_storage_short),
               ("tag folder without rank files", c_empty_tag),
               ("rank file is a folder", c_rank_is_dir),
-              ("rank file is a symlink loop", c_rank_symlink_loop)]
+              ("rank file is a symlink loop", c_rank_symlink_loop),
+              ("optim rank 1 is a symlink to rank 0's", c_rank_symlinked),
+              ("optim rank 1 is a hard link to rank 0's", c_rank_hardlinked),
+              ("optim rank 1 is a byte copy of rank 0's", c_rank_byte_copy)]
+        if "z3" not in lbl:
+            cs.append(("optim ranks 0 and 1 swapped", c_ranks_swapped))
         if "z3" in lbl:
             cs.append(("missing model rank file", c_missing_model_rank))
         if lbl == "gen z3":
@@ -1046,7 +1130,10 @@ def main():
             run_case("%s: %s" % (lbl, name), b, fn,
                      do_mount=(lbl == "gen z3" and name in (
                          "missing optim rank file", "deflated storage records",
-                         "optim rank 1 from another save", "no latest, two tag folders")))
+                         "optim rank 1 from another save", "no latest, two tag folders",
+                         "optim rank 1 is a symlink to rank 0's",
+                         "optim rank 1 is a byte copy of rank 0's")) or (
+                         lbl == "gen z2" and name == "optim ranks 0 and 1 swapped"))
 
     # 3. hostile pickles, world sizes, shapes: generated bases (torch edits) and real ones
     for lbl, b, _ in bases:
@@ -1084,6 +1171,13 @@ def main():
                      ("a .pt file instead of a folder", c_file_not_folder),
                      ("a text file instead of a folder", c_text_file)):
         run_case("paths: " + name, z3, fn, do_mount=(name == "empty folder"))
+
+    # 4b. rank identity, through export and verify too
+    for lbl, b, fn in (("gen z3: optim rank 1 is a symlink to rank 0's", z3, c_rank_symlinked),
+                       ("gen z3: optim rank 1 is a byte copy of rank 0's", z3, c_rank_byte_copy),
+                       ("gen z2: optim ranks 0 and 1 swapped", z2, c_ranks_swapped),
+                       ("gen z1: optim rank 1 is a hard link to rank 0's", z1, c_rank_hardlinked)):
+        identity_other_commands(lbl, b, fn)
 
     # 5. unreadable files, as another user
     permission_cases(z3, "gen z3")
