@@ -93,14 +93,16 @@ static int size_tables(struct zf_loader *L, struct zf_error *err)
 
 static int lay_out(struct zf_loader *L, struct zf_error *err)
 {
-	int rc = zf_find_train_dtype(L);
+	int rc = L->ck->info.stage == 3 ? zf_layout_zero3(L, err) : zf_layout_zero12(L, err);
 
-	if (!rc)
-		rc = L->ck->info.stage == 3 ? zf_layout_zero3(L, err) : zf_layout_zero12(L, err);
 	if (!rc)
 		rc = zf_collect_tensors(L, err);
 	if (!rc)
+		rc = zf_find_train_dtype(L);
+	if (!rc)
 		zf_finish_dtypes(L);
+	if (!rc)
+		rc = zf_order_tensors(L, err);
 	return rc;
 }
 
@@ -139,6 +141,7 @@ static void loader_release(struct zf_loader *L)
 	free(L->params);
 	free(L->group_first);
 	free(L->param_of);
+	free(L->mod_dtype);
 	free(L->frozen);
 	zf_strmap_release(&L->names);
 	zf_ckpt_files_release(&L->files);

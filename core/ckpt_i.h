@@ -128,6 +128,7 @@ struct zf_loader {
 	uint32_t n_groups;
 	size_t *group_first;	/* n_groups + 1: group g is params[first[g], first[g+1]) */
 	size_t *param_of;	/* tensor index -> index in params, or SIZE_MAX */
+	enum zf_dtype *mod_dtype; /* tensor index -> its dtype in `module`, or 0 */
 	size_t *frozen;		/* ZeRO-3: frozen param i -> tensor index */
 	struct zf_rank_optim *ropt; /* ws */
 	double step0;		/* rank 0's optimizer step, when has_step0 */
@@ -201,6 +202,7 @@ int zf_load_model_rank(struct zf_loader *L, uint32_t r, struct zf_error *err);
 int zf_find_train_dtype(struct zf_loader *L);
 int zf_collect_tensors(struct zf_loader *L, struct zf_error *err);
 void zf_finish_dtypes(struct zf_loader *L);
+int zf_order_tensors(struct zf_loader *L, struct zf_error *err);
 
 /* layout_zero3.c, layout_zero12.c: the trainable parameters' places and
  * the tables they use; every size is checked to add up first. */

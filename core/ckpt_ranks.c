@@ -232,7 +232,7 @@ static struct zf_loaded *first_item(struct zf_loader *L, size_t k,
 	return &L->model[k - 1];
 }
 
-static int load_first(struct zf_loader *L, size_t k, struct zf_error *err)
+static int open_first(struct zf_loader *L, size_t k, struct zf_error *err)
 {
 	const char *path;
 	struct zf_loaded *f = first_item(L, k, &path);
@@ -241,11 +241,17 @@ static int load_first(struct zf_loader *L, size_t k, struct zf_error *err)
 	rc = open_source(L, f, path, err);
 	if (!rc)
 		rc = open_zip(L, f, err);
-	if (!rc)
-		rc = parse(f, err);
 	if (!rc && f == &L->optim[0])
 		rc = digest_records(f, err);
 	return rc;
+}
+
+static int parse_first(struct zf_loader *L, size_t k, struct zf_error *err)
+{
+	const char *path;
+	struct zf_loaded *f = first_item(L, k, &path);
+
+	return f->root ? ZF_OK : parse(f, err);
 }
 
 int zf_load_first_ranks(struct zf_loader *L, struct zf_error *err)
@@ -253,9 +259,24 @@ int zf_load_first_ranks(struct zf_loader *L, struct zf_error *err)
 	size_t n = L->n_model > 1 ? 3 : 2, failed;
 	int rc;
 
-	run_items(L, n, load_first, &failed, err);
+	run_items(L, n, open_first, &failed, err);
 	if (failed < n)
 		return err ? err->status : ZF_EFORMAT;
+	/* Rank 1's model states are often rank 0's pickle exactly (no tied
+	 * params to record): then one parse serves both. */
+	if (n == 3) {
+		struct zf_record a, b;
+
+		zf_ptfile_pickle_record(L->model[0].pf, &a);
+		zf_ptfile_pickle_record(L->model[1].pf, &b);
+		if (a.size == b.size && a.crc32 == b.crc32)
+			n = 2;
+	}
+	run_items(L, n, parse_first, &failed, err);
+	if (failed < n)
+		return err ? err->status : ZF_EFORMAT;
+	if (L->n_model > 1 && !L->model[1].root)
+		L->model[1].root = L->model[0].root;
 	/* Rank 0 first: every other rank is checked against it. */
 	rc = zf_load_optim_rank(L, 0, err);
 	if (!rc)

@@ -58,17 +58,17 @@ static int add_tensor(struct zf_loader *L, const char *name, size_t *idx,
 	struct zf_tensor *t;
 	char *copy;
 
+	*is_new = i == ZF_STRMAP_NONE;
+	if (!*is_new) {
+		*idx = i;
+		return ZF_OK;
+	}
 	if (!zf_utf8_valid(name, strlen(name))) {
 		char shown[256];
 
 		return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, 0),
 				  "tensor name '%s' is not valid UTF-8: it cannot be served under a Hugging Face name",
 				  zf_printable(name, shown, sizeof(shown)));
-	}
-	*is_new = i == ZF_STRMAP_NONE;
-	if (!*is_new) {
-		*idx = i;
-		return ZF_OK;
 	}
 	if (ck->info.n_tensors == L->cap_tensors)
 		return zf_fail(err, ZF_EFORMAT, "more tensor names than expected");
@@ -143,7 +143,9 @@ int zf_size_tables(struct zf_loader *L, struct zf_error *err)
 	ck->tensors = calloc(max ? max : 1, sizeof(*ck->tensors));
 	ck->places = calloc(max ? max : 1, sizeof(*ck->places));
 	L->param_of = malloc((max ? max : 1) * sizeof(*L->param_of));
-	if (!ck->tensors || !ck->places || !L->param_of || zf_strmap_init(&L->names, max))
+	L->mod_dtype = calloc(max ? max : 1, sizeof(*L->mod_dtype));
+	if (!ck->tensors || !ck->places || !L->param_of || !L->mod_dtype ||
+	    zf_strmap_init(&L->names, max))
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	for (size_t i = 0; i < max; i++)
 		L->param_of[i] = SIZE_MAX;
@@ -235,10 +237,9 @@ int zf_load_model_rank(struct zf_loader *L, uint32_t r, struct zf_error *err)
 	return rc;
 }
 
-static enum zf_dtype module_dtype(const struct zf_loader *L, const char *name)
+/* The dtype of a value of `module` (a tensor, or a placeholder of one). */
+static enum zf_dtype value_dtype(const struct zf_pv *t)
 {
-	const struct zf_pv *t = L->module ? zf_pv_get(L->module, name) : NULL;
-
 	if (zf_pv_is(t, ZF_PV_TENSOR) && zf_pv_is(t->u.tensor.storage, ZF_PV_STORAGE))
 		return t->u.tensor.storage->u.storage.dtype;
 	return ZF_DT_INVALID;
@@ -508,6 +509,10 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 		if (rc)
 			return rc;
 		t = &ck->tensors[idx];
+		/* The model's own dtype of each tensor: the first entry of a
+		 * name in `module` (a ZeRO-3 placeholder keeps its dtype). */
+		if (!L->mod_dtype[idx])
+			L->mod_dtype[idx] = value_dtype(mod->u.dict.vals[i]);
 		if (zf_pv_is(alias_src, ZF_PV_STR)) {
 			if (!is_new)
 				continue; /* listed as a param: DeepSpeed keeps the first name */
@@ -584,6 +589,11 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 		t->alias_of = j;
 		ck->places[i].kind = ZF_PLACE_NONE;
 	}
+	return ZF_OK;
+}
+
+int zf_order_tensors(struct zf_loader *L, struct zf_error *err)
+{
 	return put_in_model_order(L, err);
 }
 
@@ -593,7 +603,7 @@ int zf_find_train_dtype(struct zf_loader *L)
 	const struct zf_pv *cfg = zf_pv_get(L->model[0].root, "ds_config");
 
 	for (size_t i = 0; i < L->n_params; i++) {
-		enum zf_dtype dt = module_dtype(L, L->params[i].name);
+		enum zf_dtype dt = L->mod_dtype[L->params[i].tensor];
 
 		if (zf_dtype_is_float(dt)) {
 			ck->info.train_dtype = dt;
@@ -619,7 +629,7 @@ void zf_finish_dtypes(struct zf_loader *L)
 
 	for (size_t i = 0; i < ck->info.n_tensors; i++) {
 		struct zf_tensor *t = &ck->tensors[i];
-		enum zf_dtype dt = module_dtype(L, t->name);
+		enum zf_dtype dt = L->mod_dtype[i];
 
 		if (t->kind == ZF_KIND_ALIAS) {
 			const struct zf_tensor *s = &ck->tensors[t->alias_of];

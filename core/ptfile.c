@@ -189,22 +189,29 @@ static int read_end(const struct zf_ptfile *pf, struct pt_cdir *cd,
 		return zf_fail(err, ZF_EFORMAT,
 			       "not a zip file: %llu bytes, too short for an end of central directory record",
 			       (unsigned long long)pf->size);
-	tail_len = pf->size < EOCD_LEN + MAX_COMMENT ? pf->size :
-						       EOCD_LEN + MAX_COMMENT;
-	tail_off = pf->size - tail_len;
-	tail = malloc(tail_len);
-	if (!tail)
-		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	rc = zf_source_pread(pf->src, tail, tail_len, tail_off, err);
-	if (rc)
-		goto out;
-	for (i = tail_len - EOCD_LEN + 1; i-- > 0;) {
-		if (get_u32(tail + i) == SIG_EOCD &&
-		    i + EOCD_LEN + get_u16(tail + i + 20) == tail_len) {
-			e = tail + i;
-			eocd = tail_off + i;
-			break;
+	/* The last 4 KiB first: torch writes no archive comment, so the end
+	 * record is there, and thousands of rank files are opened at once;
+	 * the whole 64 KiB a comment may take only when it is not. */
+	for (uint64_t want = 4096;; want = EOCD_LEN + MAX_COMMENT) {
+		tail_len = pf->size < want ? pf->size : want;
+		tail_off = pf->size - tail_len;
+		free(tail);
+		tail = malloc(tail_len);
+		if (!tail)
+			return zf_fail(err, ZF_ENOMEM, "out of memory");
+		rc = zf_source_pread(pf->src, tail, tail_len, tail_off, err);
+		if (rc)
+			goto out;
+		for (i = tail_len - EOCD_LEN + 1; i-- > 0;) {
+			if (get_u32(tail + i) == SIG_EOCD &&
+			    i + EOCD_LEN + get_u16(tail + i + 20) == tail_len) {
+				e = tail + i;
+				eocd = tail_off + i;
+				break;
+			}
 		}
+		if (e || tail_len == pf->size || want > 4096)
+			break;
 	}
 	if (!e) {
 		rc = zf_fail(err, ZF_EFORMAT,

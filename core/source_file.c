@@ -324,7 +324,8 @@ int zf_source_open(const char *path, struct zf_source **out,
 		zf_error_where(err, path);
 		return ZF_EFORMAT;
 	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	/* O_NONBLOCK stays: it means nothing for a regular file's reads
+	 * (descriptors opened again keep it too). */
 	fs = calloc(1, sizeof(*fs));
 	if (!fs) {
 		close(fd);
