@@ -111,39 +111,25 @@ static void unload(struct zf_loaded *f)
 }
 
 /*
- * A digest of an optimizer file's zip records: each entry's name (after
- * the archive prefix, which follows the file name), size and CRC-32.
- * Two ranks' files never agree on all of them: each holds its own fp32
- * partition and optimizer moments.
+ * A digest of an optimizer file's zip records: each entry's full name,
+ * size and CRC-32. torch.save() names the records after the file (the
+ * archive prefix is the file name's stem), and each rank's file holds
+ * its own fp32 partition and moments, so two ranks' files never agree on
+ * all of them; a copy of one under another rank's name does.
  */
 static int digest_records(struct zf_loaded *f, struct zf_error *err)
 {
 	XXH3_state_t *st = XXH3_createState();
 	struct zf_ptfile_entry ent;
-	struct zf_record pkl;
-	size_t prefix;
 	XXH128_hash_t h;
 
 	if (!st)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	zf_ptfile_pickle_record(f->pf, &pkl);
-	prefix = 0;
-	for (size_t i = 0; zf_ptfile_entry(f->pf, i, &ent) == ZF_OK; i++) {
-		size_t len = strlen(ent.name);
-
-		if (ent.data_offset == pkl.offset && len >= 8) {
-			prefix = len - 8;
-			break;
-		}
-	}
 	XXH3_128bits_reset(st);
 	for (size_t i = 0; zf_ptfile_entry(f->pf, i, &ent) == ZF_OK; i++) {
-		const char *name = ent.name;
 		uint64_t v[2] = { ent.size, ent.crc32 };
 
-		if (strlen(name) >= prefix)
-			name += prefix;
-		XXH3_128bits_update(st, name, strlen(name) + 1);
+		XXH3_128bits_update(st, ent.name, strlen(ent.name) + 1);
 		XXH3_128bits_update(st, v, sizeof(v));
 	}
 	h = XXH3_128bits_digest(st);

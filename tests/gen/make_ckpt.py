@@ -180,7 +180,34 @@ class Entry:
         self.big = False
 
 
+def build_llama70b(a):
+    """Llama-2-70B's state_dict names and shapes (grouped-query attention:
+    8 key/value heads of 128; no biases, no buffers, untied lm_head); every
+    parameter all zeros, stored as sparse holes."""
+    P = a.prefix
+    H, V, I, KV = 8192, 32000, 28672, 1024
+    ents = [Entry(P + "model.embed_tokens.weight", (V, H), "param")]
+    for l in range(a.layers):
+        b = P + "model.layers.%d." % l
+        ents += [Entry(b + "self_attn.q_proj.weight", (H, H), "param"),
+                 Entry(b + "self_attn.k_proj.weight", (KV, H), "param"),
+                 Entry(b + "self_attn.v_proj.weight", (KV, H), "param"),
+                 Entry(b + "self_attn.o_proj.weight", (H, H), "param"),
+                 Entry(b + "mlp.gate_proj.weight", (I, H), "param"),
+                 Entry(b + "mlp.up_proj.weight", (I, H), "param"),
+                 Entry(b + "mlp.down_proj.weight", (H, I), "param"),
+                 Entry(b + "input_layernorm.weight", (H,), "param"),
+                 Entry(b + "post_attention_layernorm.weight", (H,), "param")]
+    ents += [Entry(P + "model.norm.weight", (H,), "param"),
+             Entry(P + "lm_head.weight", (V, H), "param")]
+    for e in ents:
+        e.big = True
+    return ents
+
+
 def build_model(a):
+    if a.llama70b:
+        return build_llama70b(a)
     P = a.prefix
     H, V, I, M = a.hidden, a.vocab, a.intermediate, a.max_pos
     ents = []
@@ -476,7 +503,7 @@ class Gen:
         else:
             for gi, ents in self.subgroups():
                 if any(e.big for e in ents):
-                    assert len(ents) == 1
+                    assert len(ents) == 1 or all(e.big for e in ents)
                     subs.append((gi, ents, None))
                 else:
                     subs.append((gi, ents, self.z3_rank_matrix(ents)))
@@ -486,35 +513,47 @@ class Gen:
         fshapes = OD((fresh(e.name), torch.Size(e.shape)) for e in self.frozen)
         names = [e.name for e in self.ents]
         self.fp32_partitions = OD()
+        # Without frozen params, the model states of ranks >= 1 are one
+        # object (only rank 0 records shared_params): pickled once.
+        same_ms = not self.frozen and not a.torch_save and ws > 2
         for r in range(ws):
-            # module: buffers complete, every param a 0-element placeholder
-            module = OD()
-            ph = {}
-            for e in self.ents:
-                if e.kind == "buffer":
-                    module[fresh(e.name)] = self.native[e.name].clone()
-                elif e.alias_of:
-                    module[fresh(e.name)] = ph[e.alias_of].view(0)
+            if same_ms and r > 1:
+                self.files.append("zero_pp_rank_%d_mp_rank_00_model_states.pt" % r)
+            else:
+                # module: buffers complete, every param a 0-element placeholder
+                module = OD()
+                ph = {}
+                for e in self.ents:
+                    if e.kind == "buffer":
+                        module[fresh(e.name)] = self.native[e.name].clone()
+                    elif e.alias_of:
+                        module[fresh(e.name)] = ph[e.alias_of].view(0)
+                    else:
+                        dt = self.tdt
+                        ph[e.name] = torch.empty(0, dtype=dt)
+                        module[fresh(e.name)] = ph[e.name]
+                with_metadata(module, names)
+                ffr = OD()
+                fshapes = OD((fresh(e.name), torch.Size(e.shape)) for e in self.frozen)
+                fnames = dict(zip([e.name for e in self.frozen], fshapes.keys()))
+                for e in self.frozen:
+                    p = -(-e.numel // ws)
+                    full = torch.cat([self.native[e.name].reshape(-1),
+                                      garbage(p * ws - e.numel, self.tdt)])
+                    ffr[fnames[e.name]] = full[r * p:(r + 1) * p].clone()
+                ms = self.model_states(r, module, param_shapes, fshapes, ffr)
+                if same_ms and r == 1:
+                    tzip.save_many(ms, [os.path.join(self.tagdir,
+                                                     "zero_pp_rank_%d_mp_rank_00_model_states.pt" % q)
+                                        for q in range(1, ws)])
+                    self.files.append("zero_pp_rank_1_mp_rank_00_model_states.pt")
                 else:
-                    dt = self.tdt
-                    ph[e.name] = torch.empty(0, dtype=dt)
-                    module[fresh(e.name)] = ph[e.name]
-            with_metadata(module, names)
-            ffr = OD()
-            fshapes = OD((fresh(e.name), torch.Size(e.shape)) for e in self.frozen)
-            fnames = dict(zip([e.name for e in self.frozen], fshapes.keys()))
-            for e in self.frozen:
-                p = -(-e.numel // ws)
-                full = torch.cat([self.native[e.name].reshape(-1),
-                                  garbage(p * ws - e.numel, self.tdt)])
-                ffr[fnames[e.name]] = full[r * p:(r + 1) * p].clone()
-            ms = self.model_states(r, module, param_shapes, fshapes, ffr)
-            self.save(ms, "zero_pp_rank_%d_mp_rank_00_model_states.pt" % r)
+                    self.save(ms, "zero_pp_rank_%d_mp_rank_00_model_states.pt" % r)
             # optimizer
             flat, state = [], {}
             for si, (gi, ents, mat) in enumerate(subs):
                 if mat is None:
-                    n = -(-ents[0].numel // ws)
+                    n = sum(-(-e.numel // ws) for e in ents)
                     t = tzip.HoleTensor(tzip.HoleStorage(n), requires_grad=True)
                     state[si] = self.adam_state(n, hole=True)
                 else:
@@ -536,8 +575,8 @@ class Gen:
                        "ds_version": DS_VERSION}, fname, custom=bool(big))
             self.fp32_partitions[fname] = {
                 "key": "fp32_flat_groups",
-                "numels": [(-(-s[1][0].numel // ws)) if s[2] is None else int(s[2].shape[1])
-                           for s in subs],
+                "numels": [sum(-(-e.numel // ws) for e in s[1]) if s[2] is None
+                           else int(s[2].shape[1]) for s in subs],
                 "zero_stage": "ZeroStageEnum.weights", "partition_count": ws}
 
     # ---- ZeRO-1/2 and BF16_Optimizer -------------------------------------------------
@@ -644,6 +683,8 @@ class Gen:
 
     # ---- reference ------------------------------------------------------------------
     def tensor_hashes(self, t, e=None):
+        if t is None and self.a.llama70b:  # hashing 276 GB of zeros: not done
+            return None, None, None
         if t is None:  # big all-zero param
             n = e.numel
             z2 = zeros_sha(2 * n)
@@ -686,8 +727,11 @@ class Gen:
             if t is None:
                 dt = self.tdt
                 n = src.numel
-                hn = zeros_sha(n * torch.empty(0, dtype=dt).element_size())
-                h32 = zeros_sha(4 * n)
+                if self.a.llama70b:
+                    hn = h32 = None
+                else:
+                    hn = zeros_sha(n * torch.empty(0, dtype=dt).element_size())
+                    h32 = zeros_sha(4 * n)
                 live.append(OD([("name", e.name), ("shape", list(e.shape)),
                                 ("dtype", dtype_str(dt)), ("sha256_native", hn),
                                 ("sha256_fp32", h32), ("big_zero", True)]))
@@ -848,6 +892,9 @@ class Gen:
         if a.big_gib:
             notes.append("big mode: %s is all zeros, stored as sparse holes; not in ref.pt"
                          % next(e.name for e in self.params if e.big))
+        if a.llama70b:
+            notes.append("llama70b mode: Llama-2-70B's names and shapes, every parameter all "
+                         "zeros as sparse holes; no sha256 (not computed), not in ref.pt")
         ref["note"] = "; ".join(notes)
         ref["ds_config"] = self.ds_config()
         ref["model"] = {"vocab": a.vocab, "hidden": a.hidden, "intermediate": a.intermediate,
@@ -937,6 +984,10 @@ def parse(argv=None):
     ap.add_argument("--big-gib", type=float, default=0,
                     help="add an all-zero param so rank 0's optim file exceeds G GiB (sparse; "
                          "ZeRO-3 only)")
+    ap.add_argument("--llama70b", action="store_true",
+                    help="Llama-2-70B's tensor names and shapes (80 layers unless --layers), "
+                         "every parameter all zeros as sparse holes (zip64; ZeRO-3 only); "
+                         "implies --no-odd --no-edge, no buffers, no sha256 in the reference")
     ap.add_argument("--no-zero-to-fp32", dest="zero_to_fp32_stub", action="store_false",
                     help="do not write the zero_to_fp32.py placeholder beside the tag")
     a = ap.parse_args(argv)
@@ -944,6 +995,12 @@ def parse(argv=None):
         a.stage, a.dtype = 1, "bf16"
     if a.prefix is None:
         a.prefix = "llm." if a.layout == "xtuner" else ""
+    if a.llama70b:
+        if a.stage != 3 or a.tied or a.frozen or a.big_gib or a.span_subgroups:
+            ap.error("--llama70b is ZeRO-3 without --tied, --frozen, --big-gib, --span-subgroups")
+        a.odd = a.edge = False
+        if "--layers" not in (argv if argv is not None else sys.argv):
+            a.layers = 80
     if a.params:
         fixed = 4 + (2 if a.odd else 0) + (3 if a.edge else 0) + (0 if a.tied else 1)
         a.layers = max(1, -(-(a.params - fixed) // 12))

@@ -172,6 +172,13 @@ def _storage_bytes(ts):
 
 def save(obj, path):
     """torch.save(obj, path) look-alike that also accepts HoleTensor/HoleStorage."""
+    save_many(obj, [path])
+
+
+def save_many(obj, paths):
+    """save(obj, path) for every path, pickling obj once: the files differ
+    only in their archive prefix (each path's own stem), as torch.save of
+    one object to several paths would."""
     id_map = {}
     storages = {}
 
@@ -195,14 +202,18 @@ def save(obj, path):
     p = pickle.Pickler(buf, protocol=2)
     p.persistent_id = persistent_id
     p.dump(obj)
-    prefix = os.path.splitext(os.path.basename(path))[0]
-    w = ZipWriter(path, prefix)
-    w.write_record("data.pkl", buf.getvalue())
+    records = []
     for key in sorted(storages):
         s = storages[key]
         if isinstance(s, HoleStorage):
-            w.write_record("data/" + key, Hole(s.numel * s.elsize))
+            records.append(("data/" + key, Hole(s.numel * s.elsize)))
         else:
-            w.write_record("data/" + key, _storage_bytes(s))
-    w.write_record("version", b"3\n")
-    w.close()
+            records.append(("data/" + key, _storage_bytes(s)))
+    for path in paths:
+        prefix = os.path.splitext(os.path.basename(path))[0]
+        w = ZipWriter(path, prefix)
+        w.write_record("data.pkl", buf.getvalue())
+        for name, data in records:
+            w.write_record(name, data)
+        w.write_record("version", b"3\n")
+        w.close()
