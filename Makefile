@@ -12,6 +12,7 @@ prefix ?= $(PREFIX)
 bindir ?= $(prefix)/bin
 mandir ?= $(prefix)/share/man
 man1dir ?= $(mandir)/man1
+man5dir ?= $(mandir)/man5
 DESTDIR ?=
 INSTALL ?= install
 INSTALL_PROGRAM ?= $(INSTALL) -m 0755
@@ -120,16 +121,18 @@ valgrind: tests ## run the core unit tests under valgrind (memcheck)
 bench: zerofs ## run the benchmarks, results in bench/RESULTS.md
 	$(Q)PYTHON=$(PYTHON) bench/run.sh
 
-install: zerofs ## install zerofs and its man page under DESTDIR/PREFIX
-	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(man1dir)
+install: zerofs ## install zerofs and its man pages under DESTDIR/PREFIX
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(man1dir) $(DESTDIR)$(man5dir)
 	$(INSTALL_PROGRAM) zerofs $(DESTDIR)$(bindir)/zerofs
 	$(INSTALL_DATA) man/zerofs.1 $(DESTDIR)$(man1dir)/zerofs.1
+	$(INSTALL_DATA) man/zerofs-checkpoint.5 $(DESTDIR)$(man5dir)/zerofs-checkpoint.5
 
 uninstall:
-	rm -f $(DESTDIR)$(bindir)/zerofs $(DESTDIR)$(man1dir)/zerofs.1
+	rm -f $(DESTDIR)$(bindir)/zerofs $(DESTDIR)$(man1dir)/zerofs.1 \
+		$(DESTDIR)$(man5dir)/zerofs-checkpoint.5
 
-lint-man: ## check the man page with mandoc
-	mandoc -Tlint -Wwarning man/zerofs.1
+lint-man: ## check the man pages with mandoc
+	mandoc -Tlint -Wwarning man/zerofs.1 man/zerofs-checkpoint.5
 
 hdr-check: ## compile every header on its own, included twice (guards)
 	$(Q)for h in include/zerofs/*.h core/*.h fs/*.h; do \

@@ -4,11 +4,12 @@
  * here (classic and ZIP64 end records, the 0x0001 extra field), and each
  * needed record's data offset is computed from its *local* header, because
  * torch pads data to 64 bytes with a local-only extra field (0x4246) and
- * writes zero sizes there (bit 3, data descriptor): FORMAT.md section 3.
+ * writes zero sizes there (bit 3, data descriptor): man/zerofs-checkpoint.5,
+ * "The container".
  *
  * libzip has no public call for an entry's data offset, so it is used as a
  * second, independent reader instead: after our own parse, libzip opens
- * the same descriptor (through a pread-backed source) and must see the
+ * the same file (through a libzip source reading our zf_source) and must see the
  * same entries with the same names, sizes, CRCs and methods. It also reads
  * the records for zf_ptfile_check_crc(), which validates the CRC-32 of
  * stored entries at their end (ZIP_ER_CRC).
@@ -766,9 +767,10 @@ static int load_pickle(struct zf_ptfile *pf, size_t idx, struct zf_error *err)
 }
 
 /*
- * A read-only libzip source over pf's descriptor. It reads with pread, so
- * libzip sees exactly the file that was validated (not whatever the path
- * names now), shares no file position with anyone, and owns nothing.
+ * A read-only libzip source over pf's zf_source. Every read goes through
+ * it, so libzip sees exactly the file that was validated (a read of a
+ * changed file fails), shares no file position with anyone, and owns
+ * nothing.
  */
 struct zsrc {
 	const struct zf_ptfile *pf;

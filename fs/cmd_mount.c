@@ -6,7 +6,7 @@
  * the checkpoint and building the directory), so a bad checkpoint never
  * yields a mount that answers with wrong bytes. Then: mount, raise the
  * mount's readahead window (the kernel's 128 KiB default turns mmap
- * readers into 4-64 KiB requests, PERF-NOTES.md §2.4), detach unless -f
+ * readers into 4-64 KiB requests; bench/run.sh measures both), detach unless -f
  * (the parent returns once the mount exists), and serve with a
  * multithreaded loop until unmounted or signalled.
  */

@@ -9,7 +9,7 @@
  * that changes under the mount makes it stale (see set_stale()). Reads are
  * answered with fuse_reply_buf() from a per-thread buffer filled by the
  * core read engine; libfuse's fd-buffer paths allocate per request or
- * splice, both slower here (PERF-NOTES.md §2.3). A read is never answered
+ * splice, both slower on this workload when measured. A read is never answered
  * short except at end of file: the kernel would shrink the file's size.
  */
 #include "fuse_ops.h"
