@@ -35,7 +35,7 @@ PY = os.environ.get("PYTHON", "/usr/bin/python3")
 WS = 1024
 
 tap = Tap()
-WORK = tempfile.mkdtemp(prefix="t250-", dir=TMPROOT)
+WORK = tempfile.mkdtemp(prefix="t260-", dir=TMPROOT)
 
 
 def limit(n):
