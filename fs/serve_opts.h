@@ -33,8 +33,9 @@ struct serve_opts {
 	"                        'llm.' is removed without asking)\n"                        \
 	"  --config DIR          take config.json and tokenizer files from DIR\n"
 
-/* Handles option c (with optarg). Returns 0 when handled, or 2 after
- * printing a usage error for cmd (a bad value, or an unknown option). */
+/* Handles option c (with optarg). Returns CLI_GO_ON when handled, or 2
+ * after printing a usage error for cmd (a bad value, or an unknown
+ * option). */
 int serve_opt(struct serve_opts *o, int c, const char *arg, const char *cmd);
 
 /* Opens the checkpoint and builds its directory; prints the error and
