@@ -24,7 +24,9 @@ static const char export_usage[] =
 	"  --force               replace files already in OUT\n"
 	"  --no-fsync            do not flush the files to disk before renaming them\n"
 	"  -q, --quiet           no progress bar and no summary\n"
-	"  -h, --help            show this help\n";
+	"  -h, --help            show this help\n\n"
+	"examples:\n"
+	"  zerofs export out/checkpoint-1000 /srv/model-fp16 --dtype fp16 --max-shard-size 2GiB\n";
 
 static volatile sig_atomic_t stop_signal;
 

@@ -20,7 +20,10 @@ static const char inspect_usage[] =
 	"  -t, --tag TAG   read this tag folder instead of the one 'latest' names\n"
 	"  -j, --json      print one JSON object (described in zerofs(1))\n"
 	"  -e, --extents   with --json: add each tensor's byte ranges in the source files\n"
-	"  -h, --help      show this help\n";
+	"  -h, --help      show this help\n\n"
+	"examples:\n"
+	"  zerofs inspect out/checkpoint-1000\n"
+	"  zerofs inspect out/checkpoint-1000 --json --extents\n";
 
 static void shape_str(const struct zf_tensor *t, char *buf, size_t size)
 {

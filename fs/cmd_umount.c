@@ -26,7 +26,9 @@ static const char umount_usage[] =
 	"  -l, --lazy   detach now, finish when the last user is gone\n"
 	"  -h, --help   show this help\n\n"
 	"Exit status: 0 unmounted, 2 usage, 4 could not unmount (in use, no\n"
-	"permission), 5 nothing is mounted there, 6 not a zerofs mount.\n";
+	"permission), 5 nothing is mounted there, 6 not a zerofs mount.\n\n"
+	"examples:\n"
+	"  zerofs umount /mnt/model\n";
 
 static const struct option umount_opts[] = {
 	{ "lazy", no_argument, NULL, 'l' },
