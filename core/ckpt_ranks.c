@@ -30,15 +30,23 @@
 
 #define MAX_LOAD_THREADS 8
 
-/* Opens rank file f (path as found) as ck->files[f->file]. */
+/*
+ * Opens rank file f (path as found) as ck->files[f->file], named by the
+ * real path of its folder and its own name: absolute (a daemon changes
+ * its directory to /), and a rank file that is a link keeps its name in
+ * messages.
+ */
 static int open_source(struct zf_loader *L, struct zf_loaded *f,
 		       const char *path, struct zf_error *err)
 {
-	char *abs = zf_absolute_path(path, NULL);
+	const char *slash = strrchr(path, '/');
+	char *dir = slash ? strndup(path, (size_t)(slash - path + 1)) : NULL;
+	char *real = dir ? realpath(dir, NULL) : NULL;
+	char *abs = real ? zf_absolute_path(real, slash + 1) : zf_absolute_path(path, NULL);
 	int rc;
 
-	if (!abs)
-		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	free(dir);
+	free(real);
 	rc = zf_source_open(abs, &L->ck->files[f->file], err);
 	free(abs);
 	return rc;
