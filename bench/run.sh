@@ -102,6 +102,14 @@ build_tools() {
 	# shellcheck disable=SC2046
 	cc -pthread -o "$BIN/zerofs-nocheck" "$o"/*.o \
 		$(pkg-config --libs fuse3 libzip libcjson libxxhash) -lm
+	# The same check measured alone, without FUSE: bench/srccheck.c
+	# linked with the core as built by make, and with the core above.
+	# shellcheck disable=SC2046
+	cc $fl -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Icore -o "$BIN/srccheck" \
+		bench/srccheck.c build/libzerofs.a $(pkg-config --libs libzip libcjson libxxhash) -lm
+	# shellcheck disable=SC2046
+	cc $fl -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude -Icore -o "$BIN/srccheck-nocheck" \
+		bench/srccheck.c "$o"/core_*.o $(pkg-config --libs libzip libcjson libxxhash) -lm
 }
 RD=$BIN/rd
 
@@ -395,14 +403,35 @@ PID_NC=$ZPID
 ensure_ra "$MNC"
 NC=("$MNC"/*.safetensors)
 warm_sources r "${SRC[@]}"
+# Throughput needs an idle machine; the daemons' CPU time per GB served
+# (utime + stime from /proc, both daemons reading the same bytes) does not.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) * 1000 / hz}' "/proc/$1/stat"; }
 for t in 1 2; do
 	RD_ARGS=(-m read -t "$t" -b 1048576)
 	for i in $(seq 1 "$RUNS_CHEAP"); do
+		c0=$(cpu_ms "$PID_Z32")
 		fuse_rd "chk.on.t$t" "${Z32[@]}"
+		rec "chk.on.t$t.cpu_ms" "$(awk -v a="$c0" -v b="$(cpu_ms "$PID_Z32")" 'BEGIN{print b-a}')"
+		c0=$(cpu_ms "$PID_NC")
 		fuse_rd "chk.off.t$t" "${NC[@]}"
+		rec "chk.off.t$t.cpu_ms" "$(awk -v a="$c0" -v b="$(cpu_ms "$PID_NC")" 'BEGIN{print b-a}')"
 	done
 done
 unmount "$MNC" "$PID_NC"
+# Without FUSE: a source read with and without the check, against plain
+# pread, interleaved block by block (bench/srccheck.c); 4 KiB reads show
+# the fixed cost per read, the larger ones what it is worth.
+warm_sources r "${SRC[@]}"
+for b in 4096 131072 1048576; do
+	for v in srccheck srccheck-nocheck; do
+		for i in $(seq 1 3); do
+			gate "chk.micro"
+			out=$("$BIN/$v" "${SRC[0]}" "$b" 5)
+			rec "chk.micro.$v.$b.us" "$(field per_read_us "$out")"
+			rec "chk.micro.$v.$b.ratio" "$(field ratio "$out")"
+		done
+	done
+done
 
 # ---------------------------------------------------------------- 3 dtypes
 log "bf16 / fp16 views vs fp32"

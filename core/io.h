@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The only place core talks to read(2)/pread(2)/open(2): short reads are
- * looped, EINTR retried, and an early end of file is an error (a torch
- * record that ends before its size says is truncated, never zero-filled).
+ * Reading files the plain way: short reads are looped, EINTR retried, and
+ * an early end of file is an error (a torch record that ends before its
+ * size says is truncated, never zero-filled). Checkpoint and metadata
+ * files are read through sources (source.h), which use zf_pread_full();
+ * the small files that name a tag (latest) are read whole here.
  */
 #ifndef ZEROFS_IO_H
 #define ZEROFS_IO_H
