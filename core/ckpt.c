@@ -119,6 +119,11 @@ static void adopt(struct zf_loader *L, struct zf_ckpt **out)
 	for (size_t i = 0; i < in->n_files; i++) {
 		const struct zf_source_id *id = zf_source_id(ck->files[i]);
 
+		/* No descriptor outlives the open: a mount opens again the
+		 * files it reads, through the bounded cache, and never the
+		 * ones it does not (most model states files). */
+		zf_source_idle(ck->files[i]);
+
 		in->files_bytes += id->size;
 		if (id->mtime.tv_sec > in->mtime.tv_sec ||
 		    (id->mtime.tv_sec == in->mtime.tv_sec && id->mtime.tv_nsec > in->mtime.tv_nsec))

@@ -216,6 +216,8 @@ int zf_hf_add_metadata(struct zf_vfiles *l, const char *dir,
 				l->n--;
 				break;
 			}
+			/* Opened again when read. */
+			zf_source_idle(src);
 			e->f.kind = ZF_VF_PASSTHROUGH;
 			e->f.src = src;
 			e->f.size = zf_source_size(src);

@@ -110,6 +110,12 @@ void zf_source_unpin_fd(struct zf_source *src)
 		src->ops->unpin_fd(src);
 }
 
+void zf_source_idle(struct zf_source *src)
+{
+	if (src->ops->idle)
+		src->ops->idle(src);
+}
+
 const char *zf_source_path(const struct zf_source *src)
 {
 	return src->path;

@@ -278,6 +278,20 @@ static void file_unpin_fd(struct zf_source *src)
 	put_fd((struct file_source *)src);
 }
 
+static void file_idle(struct zf_source *src)
+{
+	struct file_source *fs = (struct file_source *)src;
+
+	pthread_mutex_lock(&cache.lock);
+	if (fs->fd >= 0 && !fs->pins) {
+		unlink_lru(fs);
+		close(fs->fd);
+		fs->fd = -1;
+		cache.open_now--;
+	}
+	pthread_mutex_unlock(&cache.lock);
+}
+
 static void file_close(struct zf_source *src)
 {
 	struct file_source *fs = (struct file_source *)src;
@@ -297,6 +311,7 @@ static const struct zf_source_ops file_ops = {
 	.check = file_check,
 	.pin_fd = file_pin_fd,
 	.unpin_fd = file_unpin_fd,
+	.idle = file_idle,
 	.close = file_close,
 };
 

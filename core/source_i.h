@@ -21,6 +21,8 @@ struct zf_source_ops {
 	/* A descriptor for in-kernel copies, or ZF_EUNSUPPORTED. */
 	int (*pin_fd)(struct zf_source *src, int *fd, struct zf_error *err);
 	void (*unpin_fd)(struct zf_source *src);
+	/* Closes an unused descriptor, if any (may be NULL). */
+	void (*idle)(struct zf_source *src);
 	/* Frees the backend's part; the common part is freed by the caller. */
 	void (*close)(struct zf_source *src);
 };

@@ -82,6 +82,14 @@ int zf_source_check(struct zf_source *src, struct zf_error *err);
 int zf_source_pin_fd(struct zf_source *src, int *fd, struct zf_error *err);
 void zf_source_unpin_fd(struct zf_source *src);
 
+/*
+ * Lets go of src's descriptor if it holds one that no read is using: the
+ * next read opens the file again (and proves it is the same file). For
+ * files a program is done with for now: a checkpoint's files after open,
+ * most of which a mount never reads again.
+ */
+void zf_source_idle(struct zf_source *src);
+
 /* The path given to zf_source_open(), and its last component. Borrowed
  * for the life of src. */
 const char *zf_source_path(const struct zf_source *src);

@@ -296,6 +296,37 @@ static void test_pin(void)
 	zf_source_set_max_open(512);
 }
 
+/* A source let go of holds no descriptor, opens its file again on the
+ * next read, and a change in between is seen. */
+static void test_idle(void)
+{
+	struct zf_source *a;
+	struct zf_source_stats st0, st1;
+	struct zf_error err = { 0 };
+	char pa[256];
+	unsigned char c;
+
+	path_of(pa, sizeof(pa), 950);
+	write_file(pa, 100, 5);
+	zf_source_open(pa, &a, &err);
+	zf_source_stats(&st0);
+	zf_source_idle(a);
+	zf_source_stats(&st1);
+	tap_ok(st1.open_now == st0.open_now - 1, "idle: the descriptor is closed (%zu -> %zu)",
+	       st0.open_now, st1.open_now);
+	tap_ok(!zf_source_pread(a, &c, 1, 7, &err) && expect_byte(&c, 7, 5),
+	       "idle: the next read opens the file again and reads it");
+	zf_source_stats(&st0);
+	tap_ok(st0.open_now == st1.open_now + 1, "idle: ... holding a descriptor again");
+	zf_source_idle(a);
+	tick();
+	write_file(pa, 100, 6);
+	memset(&err, 0, sizeof(err));
+	tap_ok(zf_source_pread(a, &c, 1, 7, &err) == ZF_ECHANGED,
+	       "idle: a file rewritten meanwhile is a change (%s)", err.msg);
+	zf_source_close(a);
+}
+
 int main(void)
 {
 	char cmd[300];
@@ -309,6 +340,7 @@ int main(void)
 	test_bad_opens();
 	test_threads();
 	test_pin();
+	test_idle();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd))
 		return 1;
