@@ -57,6 +57,7 @@ static int find_files(struct zf_loader *L, const char *path,
 		return rc;
 	L->ws = L->files.world_size;
 	L->n_model = L->files.n_model;
+	L->real_tag_dir = realpath(L->files.tag_dir, NULL);
 	n = (size_t)L->n_model + L->ws;
 	ck->tag = strdup(L->files.tag);
 	ck->tag_dir = strdup(L->files.tag_dir);
@@ -150,6 +151,7 @@ static void loader_release(struct zf_loader *L)
 	free(L->frozen);
 	zf_strmap_release(&L->names);
 	zf_ckpt_files_release(&L->files);
+	free(L->real_tag_dir);
 	zf_ckpt_free(L->ck);
 	pthread_mutex_destroy(&L->lock);
 }

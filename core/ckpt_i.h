@@ -115,6 +115,7 @@ struct zf_flat_param {
 struct zf_loader {
 	struct zf_ckpt *ck;
 	struct zf_ckpt_files files;
+	char *real_tag_dir;	/* realpath of files.tag_dir, or NULL */
 	uint32_t ws, n_model;
 	struct zf_loaded *model; /* n_model */
 	struct zf_loaded *optim; /* ws */

@@ -34,19 +34,27 @@
  * Opens rank file f (path as found) as ck->files[f->file], named by the
  * real path of its folder and its own name: absolute (a daemon changes
  * its directory to /), and a rank file that is a link keeps its name in
- * messages.
+ * messages. Rank files are in the tag folder, whose real path the loader
+ * resolved once.
  */
 static int open_source(struct zf_loader *L, struct zf_loaded *f,
 		       const char *path, struct zf_error *err)
 {
+	size_t n = strlen(L->files.tag_dir);
 	const char *slash = strrchr(path, '/');
-	char *dir = slash ? strndup(path, (size_t)(slash - path + 1)) : NULL;
-	char *real = dir ? realpath(dir, NULL) : NULL;
-	char *abs = real ? zf_absolute_path(real, slash + 1) : zf_absolute_path(path, NULL);
+	char *abs;
 	int rc;
 
-	free(dir);
-	free(real);
+	if (L->real_tag_dir && !strncmp(path, L->files.tag_dir, n) && slash == path + n) {
+		abs = zf_absolute_path(L->real_tag_dir, slash + 1);
+	} else {
+		char *dir = slash ? strndup(path, (size_t)(slash - path + 1)) : NULL;
+		char *real = dir ? realpath(dir, NULL) : NULL;
+
+		abs = real ? zf_absolute_path(real, slash + 1) : zf_absolute_path(path, NULL);
+		free(dir);
+		free(real);
+	}
 	rc = zf_source_open(abs, &L->ck->files[f->file], err);
 	free(abs);
 	return rc;
