@@ -619,9 +619,8 @@ for spec in "m64:$M" "sc1024x2000:${SC[1024x2000]}"; do
 	if command -v valgrind >/dev/null; then
 		valgrind --tool=callgrind --callgrind-out-file="$W/cg.open.$name.out" \
 			"$ZF" inspect "$ck" >/dev/null 2>"$W/logs/cg.open.$name.log" || true
-		callgrind_annotate --inclusive=yes "$W/cg.open.$name.out" 2>/dev/null |
-			awk '/^-+$/{d++} d>=3' | grep -v '^-' | grep -v '^$' | grep -v '???' |
-			head -30 >"$W/prof.open.$name.txt" || true
+		callgrind_annotate --inclusive=no --auto=no --threshold=100 "$W/cg.open.$name.out" 2>/dev/null |
+			awk '/^-+$/{d++} d>=3' | grep -v '^-' | grep -v '^$' >"$W/prof.open.$name.self.txt" || true
 	fi
 done
 
