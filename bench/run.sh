@@ -86,22 +86,26 @@ build_tools() {
 	# shellcheck disable=SC2046
 	cc $fl $(pkg-config --cflags fuse3) -o "$BIN/passthrough" bench/passthrough.c \
 		$(pkg-config --libs fuse3)
-	# zerofs without the identity check after each read of a source
-	# (core/source_file.c), built as the Makefile builds zerofs, to
-	# measure what the check costs.
-	local o=$W/nocheck c opt
-	mkdir -p "$o"
-	for c in core/*.c fs/*.c; do
-		opt=-O2
-		[ "$c" = core/convert.c ] && opt=-O3
+	# zerofs with and without the identity check after each read of a
+	# source (core/source_file.c), both built here the same way (object
+	# files, one link), so that only the check differs between them.
+	local c opt v
+	for v in check nocheck; do
+		mkdir -p "$W/$v"
+		for c in core/*.c fs/*.c; do
+			opt=-O2
+			[ "$c" = core/convert.c ] && opt=-O3
+			# shellcheck disable=SC2046
+			cc $opt -g -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread -Iinclude -Icore \
+				$([ $v = nocheck ] && echo -DZF_BENCH_NO_READ_CHECK) \
+				$(pkg-config --cflags fuse3 libzip libcjson libxxhash) \
+				-c -o "$W/$v/$(echo "$c" | tr / _).o" "$c"
+		done
 		# shellcheck disable=SC2046
-		cc $opt -g -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread -Iinclude -Icore \
-			-DZF_BENCH_NO_READ_CHECK $(pkg-config --cflags fuse3 libzip libcjson libxxhash) \
-			-c -o "$o/$(echo "$c" | tr / _).o" "$c"
+		cc -pthread -o "$BIN/zerofs-$v" "$W/$v"/*.o \
+			$(pkg-config --libs fuse3 libzip libcjson libxxhash) -lm
 	done
-	# shellcheck disable=SC2046
-	cc -pthread -o "$BIN/zerofs-nocheck" "$o"/*.o \
-		$(pkg-config --libs fuse3 libzip libcjson libxxhash) -lm
+	local o=$W/nocheck
 	# The same check measured alone, without FUSE: bench/srccheck.c
 	# linked with the core as built by make, and with the core above.
 	# shellcheck disable=SC2046
@@ -397,26 +401,40 @@ done
 # still the one opened (fstat, core/source_file.c). The same zerofs built
 # without that check, read the same way, alternating run by run.
 log "per-read source checks: zerofs vs the same build without them (fp32, sequential)"
-MNC=$W/mnt/nocheck
+MCK=$W/mnt/check MNC=$W/mnt/nocheck
+ZBIN=$BIN/zerofs-check zmount "$MCK" "$R" --dtype fp32 --max-shard-size $SHARD
+PID_CK=$ZPID
 ZBIN=$BIN/zerofs-nocheck zmount "$MNC" "$R" --dtype fp32 --max-shard-size $SHARD
 PID_NC=$ZPID
+ensure_ra "$MCK"
 ensure_ra "$MNC"
+CK=("$MCK"/*.safetensors)
 NC=("$MNC"/*.safetensors)
 warm_sources r "${SRC[@]}"
 # Throughput needs an idle machine; the daemons' CPU time per GB served
 # (utime + stime from /proc, both daemons reading the same bytes) does not.
+# The two alternate, and which goes first alternates too.
 cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) * 1000 / hz}' "/proc/$1/stat"; }
+chk_run() { # chk_run on|off T
+	local pid=$PID_CK files=("${CK[@]}") c0
+	[ "$1" = off ] && pid=$PID_NC files=("${NC[@]}")
+	c0=$(cpu_ms "$pid")
+	fuse_rd "chk.$1.t$2" "${files[@]}"
+	rec "chk.$1.t$2.cpu_ms" "$(awk -v a="$c0" -v b="$(cpu_ms "$pid")" 'BEGIN{print b-a}')"
+}
 for t in 1 2; do
 	RD_ARGS=(-m read -t "$t" -b 1048576)
-	for i in $(seq 1 "$RUNS_CHEAP"); do
-		c0=$(cpu_ms "$PID_Z32")
-		fuse_rd "chk.on.t$t" "${Z32[@]}"
-		rec "chk.on.t$t.cpu_ms" "$(awk -v a="$c0" -v b="$(cpu_ms "$PID_Z32")" 'BEGIN{print b-a}')"
-		c0=$(cpu_ms "$PID_NC")
-		fuse_rd "chk.off.t$t" "${NC[@]}"
-		rec "chk.off.t$t.cpu_ms" "$(awk -v a="$c0" -v b="$(cpu_ms "$PID_NC")" 'BEGIN{print b-a}')"
+	for i in $(seq 1 $((RUNS_CHEAP * 2))); do
+		if [ $((i % 2)) = 0 ]; then
+			chk_run on "$t"
+			chk_run off "$t"
+		else
+			chk_run off "$t"
+			chk_run on "$t"
+		fi
 	done
 done
+unmount "$MCK" "$PID_CK"
 unmount "$MNC" "$PID_NC"
 # Without FUSE: a source read with and without the check, against plain
 # pread, interleaved block by block (bench/srccheck.c); 4 KiB reads show
