@@ -61,7 +61,16 @@ def refused(label, args, code, fragment, absent=()):
     """Runs zerofs args; passes when it exits `code` with `fragment` in one
     'zerofs: ' line of stderr and none of `absent` anywhere in its output."""
     p = run(args)
-    lines = p.stderr.strip().splitlines()
+    if "--json" in args:
+        # --json reports errors as JSON on stdout, with nothing on stderr.
+        try:
+            e = json.loads(p.stdout)["error"]
+            line = "zerofs: '%s': %s" % (e["where"], e["message"]) if e["where"] else e["message"]
+        except (ValueError, KeyError, TypeError):
+            line = ""
+        lines = [line] if not p.stderr.strip() else p.stderr.strip().splitlines() + [line]
+    else:
+        lines = p.stderr.strip().splitlines()
     ok = (p.returncode == code and len(lines) == 1 and lines[0].startswith("zerofs: ")
           and fragment in lines[0] and not any(a in p.stderr + p.stdout for a in absent))
     tap.ok(ok, f"{label}: exit {code}, '{fragment}'",
