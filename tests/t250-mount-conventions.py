@@ -165,18 +165,27 @@ try:
         s = run(["status"])
         tap.ok(s.returncode == 0 and f"\n  dtype       bfloat16" in "\n" + s.stdout
                and mnt in s.stdout, "zerofs status lists the mount", s.stdout)
-        # A change to a rank file: every open fails, each logged with the reason.
+        # A change to a rank file: the first read that touches it fails and
+        # latches the mount stale; from then on every open fails too, each
+        # logged with the reason.
+        import errno as _errno
         rank = sorted(f for r, _, fs in os.walk(ckpt) for f in fs if f.endswith("optim_states.pt"))[0]
         rpath = next(os.path.join(r, rank) for r, _, fs in os.walk(ckpt) if rank in fs)
         t = os.stat(rpath).st_mtime + 100
         os.utime(rpath, (t, t))
         try:
+            with open(os.path.join(mnt, "model.safetensors"), "rb") as f:
+                f.read()
+            got = "read"
+        except OSError as e:
+            got = e.errno
+        tap.ok(got == _errno.EIO, "after a rank file changes, a read of it fails with EIO", got)
+        try:
             open(os.path.join(mnt, "model.safetensors"), "rb").close()
             got = "opened"
         except OSError as e:
             got = e.errno
-        import errno as _errno
-        tap.ok(got == _errno.EIO, "after a rank file changes, an open fails with EIO", got)
+        tap.ok(got == _errno.EIO, "and then every open fails with EIO", got)
         time.sleep(0.2)
         log = x.get("user.zerofs.log", "")
         text = open(log).read() if os.path.isfile(log) else ""
