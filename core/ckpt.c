@@ -244,6 +244,18 @@ int zf_ckpt_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
 {
 	unsigned char *out = buf;
 
+	if (i < ck->info.n_tensors && ck->tensors[i].kind == ZF_KIND_ALIAS)
+		i = ck->tensors[i].alias_of;
+	if (i < ck->info.n_tensors && ck->places[i].kind == ZF_PLACE_STRIDED) {
+		const struct zf_tensor *t = &ck->tensors[i];
+
+		if (!len || off > t->numel * zf_dtype_size(t->src_dtype) ||
+		    len > t->numel * zf_dtype_size(t->src_dtype) - off)
+			return zf_fail(err, ZF_EUSAGE, "bytes %llu..%llu are not in tensor %zu",
+				       (unsigned long long)off,
+				       (unsigned long long)(off + len), i);
+		return zf_strided_read(ck, i, off, len, buf, err);
+	}
 	while (len) {
 		struct zf_run run;
 		int rc;
@@ -322,6 +334,14 @@ int zf_ckpt_ranges(const struct zf_ckpt *ck, struct zf_ckpt_range **out,
 		if (pl->kind == ZF_PLACE_WHOLE && bytes)
 			ok = push_range(&v, &n, &cap, (struct zf_ckpt_range){
 						pl->u.whole.file, pl->u.whole.offset, bytes, i, 0, 0 });
+		if (pl->kind == ZF_PLACE_BASE && bytes)
+			ok = push_range(&v, &n, &cap, (struct zf_ckpt_range){
+						pl->u.base.file, pl->u.base.offset, bytes, i, 0, 0 });
+		/* A strided view: the bytes its elements span. */
+		if (pl->kind == ZF_PLACE_STRIDED)
+			ok = push_range(&v, &n, &cap, (struct zf_ckpt_range){
+						pl->u.strided.file, pl->u.strided.offset,
+						zf_place_span(lay, pl, es, t->numel), i, 0, 0 });
 		if (pl->kind != ZF_PLACE_FRAG3)
 			continue;
 		for (uint32_t r = 0; ok && r < lay->world_size; r++) {
@@ -342,6 +362,13 @@ int zf_ckpt_ranges(const struct zf_ckpt *ck, struct zf_ckpt_range **out,
 	*out = v;
 	*n_out = n;
 	return ZF_OK;
+}
+
+bool zf_ckpt_gathers(const struct zf_ckpt *ck, size_t i)
+{
+	if (i < ck->info.n_tensors && ck->tensors[i].kind == ZF_KIND_ALIAS)
+		i = ck->tensors[i].alias_of;
+	return i < ck->info.n_tensors && ck->places[i].kind == ZF_PLACE_STRIDED;
 }
 
 int zf_ckpt_check_files(const struct zf_ckpt *ck, struct zf_error *err)

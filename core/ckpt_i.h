@@ -73,15 +73,27 @@ struct zf_view {
 	uint64_t numel;
 	uint32_t ndim;
 	uint64_t shape[ZF_MAX_DIMS];
+	bool strided;	 /* not row-major: stride[] says where elements are */
+	uint64_t stride[ZF_MAX_DIMS]; /* in elements */
 };
 
 /*
  * Resolves a ZF_PV_TENSOR of file f into a contiguous byte range, checking
  * the storage record exists, is stored, and holds the view. `what` names
- * the tensor in messages.
+ * the tensor in messages. A view that is not row-major is ZF_EUNSUPPORTED
+ * here (fp32 masters and fragments are always contiguous); buffers and
+ * frozen params take zf_view_resolve_any(), which accepts any strides
+ * whose every element lies inside the storage (v->strided says so).
  */
 int zf_view_resolve(const struct zf_loaded *f, const struct zf_pv *t,
 		    const char *what, struct zf_view *v, struct zf_error *err);
+int zf_view_resolve_any(const struct zf_loaded *f, const struct zf_pv *t,
+			const char *what, struct zf_view *v, struct zf_error *err);
+
+/* The place of a resolved view: whole bytes, or a strided place whose
+ * dimensions are interned in lay's tables. ZF_ENOMEM. */
+int zf_place_view(struct zf_rank_tables *lay, const struct zf_view *v,
+		  struct zf_place *pl, struct zf_error *err);
 
 /* A part of an fp32 partition as the optimizer file holds it. */
 struct zf_seg {
@@ -201,6 +213,11 @@ int zf_load_model_rank(struct zf_loader *L, uint32_t r, struct zf_error *err);
 int zf_find_train_dtype(struct zf_loader *L);
 int zf_collect_tensors(struct zf_loader *L, struct zf_error *err);
 void zf_finish_dtypes(struct zf_loader *L);
+
+/* ckpt_strided.c: bytes [off, off + len) of tensor i, whose place is
+ * ZF_PLACE_STRIDED, gathered into buf (zf_ckpt_read() for such tensors). */
+int zf_strided_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
+		    size_t len, void *buf, struct zf_error *err);
 
 /* layout_zero3.c, layout_zero12.c: the trainable parameters' places and
  * the tables they use; every size is checked to add up first. */

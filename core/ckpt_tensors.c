@@ -324,14 +324,15 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 	return ZF_OK;
 }
 
-/* Gives a tensor the place of a whole view (buffers, stage 1/2 frozen). */
+/* Gives a tensor the place of a view (buffers, stage 1/2 frozen): whole
+ * bytes, or a strided place when the model held it with strides. */
 static int from_view(struct zf_loader *L, const struct zf_pv *pv, size_t idx,
 		     bool set_shape, struct zf_error *err)
 {
 	struct zf_tensor *t = &L->ck->tensors[idx];
 	struct zf_place *pl = &L->ck->places[idx];
 	struct zf_view v;
-	int rc = zf_view_resolve(&L->model[0], pv, t->name, &v, err);
+	int rc = zf_view_resolve_any(&L->model[0], pv, t->name, &v, err);
 
 	if (rc)
 		return rc;
@@ -346,10 +347,7 @@ static int from_view(struct zf_loader *L, const struct zf_pv *pv, size_t idx,
 				  (unsigned long long)t->numel);
 	}
 	t->src_dtype = v.dtype;
-	pl->kind = ZF_PLACE_WHOLE;
-	pl->u.whole.file = v.file;
-	pl->u.whole.offset = v.offset;
-	return ZF_OK;
+	return zf_place_view(&L->ck->lay, &v, pl, err);
 }
 
 /*

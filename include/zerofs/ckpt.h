@@ -144,8 +144,17 @@ int zf_ckpt_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
 		 size_t len, void *buf, struct zf_error *err);
 
 /*
+ * True when tensor i's bytes are not one run per file but gathered from
+ * many short ones (a view with strides, e.g. a transposed frozen matrix):
+ * read it with zf_ckpt_read(), which gathers efficiently, rather than
+ * copying the runs of zf_ckpt_map() one by one.
+ */
+bool zf_ckpt_gathers(const struct zf_ckpt *ck, size_t i);
+
+/*
  * The byte ranges of the files that tensor data is read from: each whole
- * tensor (buffers, stage 1/2 frozen params), each rank's fragment of a
+ * tensor (buffers, stage 1/2 frozen params, tensors of a --base file), the
+ * bytes a strided view's elements span, each rank's fragment of a
  * ZeRO-3 frozen param, and each rank's fp32 flat group (ZeRO-3) or
  * partition (ZeRO-1/2), inside which the trainable params lie apart by
  * construction. If two ranges overlap, some byte would be served as two
