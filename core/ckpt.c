@@ -93,14 +93,18 @@ static int size_tables(struct zf_loader *L, struct zf_error *err)
 
 static int lay_out(struct zf_loader *L, struct zf_error *err)
 {
-	int rc = zf_find_train_dtype(L);
+	int rc = L->ck->info.stage == 3 ? zf_layout_zero3(L, err) : zf_layout_zero12(L, err);
 
-	if (!rc)
-		rc = L->ck->info.stage == 3 ? zf_layout_zero3(L, err) : zf_layout_zero12(L, err);
 	if (!rc)
 		rc = zf_collect_tensors(L, err);
 	if (!rc)
+		rc = zf_resolve_ties(L, err);
+	if (!rc)
+		rc = zf_find_train_dtype(L);
+	if (!rc)
 		zf_finish_dtypes(L);
+	if (!rc)
+		rc = zf_order_tensors(L, err);
 	return rc;
 }
 
@@ -139,7 +143,14 @@ static void loader_release(struct zf_loader *L)
 	free(L->params);
 	free(L->group_first);
 	free(L->param_of);
+	free(L->mod_dtype);
 	free(L->frozen);
+	free(L->modents);
+	free(L->twin_of);
+	for (size_t i = 0; i < L->n_owned; i++)
+		free(L->owned[i]);
+	free(L->owned);
+	free(L->missing);
 	zf_strmap_release(&L->names);
 	zf_ckpt_files_release(&L->files);
 	zf_ckpt_free(L->ck);

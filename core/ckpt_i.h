@@ -119,6 +119,17 @@ struct zf_flat_param {
 };
 
 /*
+ * One entry of the model's state_dict as the checkpoint holds it: a key of
+ * `module` in rank 0's model states, or, for a one-stage PipelineModule,
+ * a key of a layer file under the name the model gives it (ckpt_pipe.c).
+ */
+struct zf_modent {
+	const char *name;	   /* borrowed from a pickle or from L->owned */
+	const struct zf_pv *val;   /* the tensor, or a ZeRO-3 placeholder */
+	const struct zf_loaded *f; /* the file it is in */
+};
+
+/*
  * The state of one zf_ckpt_open() while it runs. ckpt.c runs the phases;
  * ckpt_optim.c reads the optimizer files, ckpt_tensors.c the model states
  * and the tensor list, layout_zero*.c places the parameters. Pickle trees
@@ -133,6 +144,16 @@ struct zf_loader {
 	/* Rank 0's model states, parsed until the end. */
 	const struct zf_pv *module, *buffer_names, *param_shapes;
 	const struct zf_pv *frozen_shapes, *shared;
+	bool frozen_excluded;	/* frozen_param_shapes is None at stage 2/3 */
+	struct zf_modent *modents; /* the model's state_dict, in its order */
+	size_t n_modents;
+	size_t *twin_of;	/* per modent: the first earlier one with the same
+				 * storage view, or SIZE_MAX (ckpt_alias.c) */
+	char **owned;		/* names made up here (pipelines), freed at the end */
+	size_t n_owned;
+	const char **missing;	/* names tied to that the checkpoint lacks */
+	size_t n_missing;
+	enum zf_dtype *mod_dtype; /* tensor index -> its dtype in the model, or 0 */
 	struct zf_strmap names; /* tensor name -> index in ck->tensors */
 	size_t cap_tensors;
 	struct zf_flat_param *params;
@@ -213,11 +234,20 @@ int zf_load_model_rank(struct zf_loader *L, uint32_t r, struct zf_error *err);
 int zf_find_train_dtype(struct zf_loader *L);
 int zf_collect_tensors(struct zf_loader *L, struct zf_error *err);
 void zf_finish_dtypes(struct zf_loader *L);
+int zf_order_tensors(struct zf_loader *L, struct zf_error *err);
 
 /* ckpt_strided.c: bytes [off, off + len) of tensor i, whose place is
  * ZF_PLACE_STRIDED, gathered into buf (zf_ckpt_read() for such tensors). */
 int zf_strided_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
 		    size_t len, void *buf, struct zf_error *err);
+
+/* ckpt_alias.c: which entries of the state_dict are second names of an
+ * earlier one's data (L->twin_of), and the tensors every tie points at:
+ * DeepSpeed's shared_params first, then second names found by storage.
+ * A tie to a name the checkpoint does not hold is listed in L->missing
+ * and its tensor dropped (an incomplete checkpoint says so). */
+int zf_find_twins(struct zf_loader *L, struct zf_error *err);
+int zf_resolve_ties(struct zf_loader *L, struct zf_error *err);
 
 /* layout_zero3.c, layout_zero12.c: the trainable parameters' places and
  * the tables they use; every size is checked to add up first. */

@@ -96,6 +96,8 @@ static void print_text(const struct zf_ckpt *ck)
 		       zf_dtype_torch_name(t->model_dtype));
 		if (t->kind == ZF_KIND_ALIAS)
 			printf("  (tied to %s)", cli_esc(zf_ckpt_tensor(ck, t->alias_of)->name));
+		else if (t->same_as != (size_t)-1)
+			printf("  (same data as %s)", cli_esc(zf_ckpt_tensor(ck, t->same_as)->name));
 		printf("\n");
 	}
 }
@@ -136,6 +138,8 @@ static cJSON *tensor_json(const struct zf_ckpt *ck, size_t i, bool extents)
 	cJSON_AddNumberToObject(o, "numel", (double)t->numel);
 	if (t->kind == ZF_KIND_ALIAS)
 		cJSON_AddStringToObject(o, "source", zf_ckpt_tensor(ck, t->alias_of)->name);
+	else if (t->same_as != (size_t)-1)
+		cJSON_AddStringToObject(o, "same_as", zf_ckpt_tensor(ck, t->same_as)->name);
 	if (extents && t->kind != ZF_KIND_ALIAS)
 		cJSON_AddItemToObject(o, "extents", extents_json(ck, i));
 	return o;

@@ -79,6 +79,13 @@ struct zf_tensor {
 	const char *name;		/* state_dict name as saved (prefix kept) */
 	enum zf_tensor_kind kind;
 	size_t alias_of;		/* ALIAS only: index of the tensor holding the data */
+	/* Not an alias, yet the same data as tensor same_as under a second
+	 * name (a module registered under two attribute names, a tie
+	 * DeepSpeed did not record): served on its own, with the bytes of
+	 * same_as (the fp32 master of a trainable one). (size_t)-1 when
+	 * the tensor is the only name of its data. */
+	size_t same_as;
+	bool from_base;			/* its bytes come from a --base file */
 	enum zf_dtype src_dtype;	/* dtype of the stored bytes */
 	enum zf_dtype model_dtype;	/* dtype of this tensor in the model itself */
 	uint32_t ndim;
