@@ -57,7 +57,18 @@ static int find_files(struct zf_loader *L, const char *path,
 		return rc;
 	L->ws = L->files.world_size;
 	L->n_model = L->files.n_model;
+	if (opts && opts->base_dir) {
+		rc = zf_base_open(opts->base_dir, &L->base, err);
+		if (rc)
+			return rc;
+		ck->base_dir = strdup(L->base->dir);
+		if (!ck->base_dir)
+			return zf_fail(err, ZF_ENOMEM, "out of memory");
+	}
 	n = (size_t)L->n_model + L->ws;
+	L->first_base = (uint32_t)n;
+	if (L->base)
+		n += L->base->n_files;
 	ck->tag = strdup(L->files.tag);
 	ck->tag_dir = strdup(L->files.tag_dir);
 	ck->hf_dir = L->files.hf_dir ? strdup(L->files.hf_dir) : NULL;
@@ -77,6 +88,14 @@ static int find_files(struct zf_loader *L, const char *path,
 		L->model[r].file = r;
 	for (uint32_t r = 0; r < L->ws; r++)
 		L->optim[r].file = L->n_model + r;
+	/* The checkpoint owns the --base files from here on. */
+	if (L->base) {
+		for (size_t i = 0; i < L->base->n_files; i++) {
+			ck->files[L->first_base + i] = L->base->files[i];
+			L->base->files[i] = NULL;
+		}
+		ck->info.n_base_files = L->base->n_files;
+	}
 	return ZF_OK;
 }
 
@@ -100,6 +119,8 @@ static int lay_out(struct zf_loader *L, struct zf_error *err)
 	if (!rc)
 		rc = zf_resolve_ties(L, err);
 	if (!rc)
+		rc = zf_complete_model(L, err);
+	if (!rc)
 		rc = zf_find_train_dtype(L);
 	if (!rc)
 		zf_finish_dtypes(L);
@@ -118,6 +139,9 @@ static void adopt(struct zf_loader *L, struct zf_ckpt **out)
 	in->tag_dir = ck->tag_dir;
 	in->hf_dir = ck->hf_dir;
 	in->ds_version = ck->ds_version;
+	in->base_dir = ck->base_dir;
+	in->incomplete = ck->incomplete;
+	in->incomplete_where = ck->incomplete_where;
 	for (size_t i = 0; i < in->n_files; i++) {
 		const struct zf_source_id *id = zf_source_id(ck->files[i]);
 
@@ -151,6 +175,7 @@ static void loader_release(struct zf_loader *L)
 		free(L->owned[i]);
 	free(L->owned);
 	free(L->missing);
+	zf_base_free(L->base);
 	zf_strmap_release(&L->names);
 	zf_ckpt_files_release(&L->files);
 	zf_ckpt_free(L->ck);
@@ -206,6 +231,9 @@ void zf_ckpt_free(struct zf_ckpt *ck)
 	free(ck->tag_dir);
 	free(ck->hf_dir);
 	free(ck->ds_version);
+	free(ck->base_dir);
+	free(ck->incomplete);
+	free(ck->incomplete_where);
 	free(ck);
 }
 

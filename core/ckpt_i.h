@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "base.h"
 #include "place.h"
 #include "strmap.h"
 #include "zerofs/ckpt.h"
@@ -27,6 +28,7 @@
 struct zf_ckpt {
 	struct zf_ckpt_info info; /* strings point at the ones below */
 	char *path, *tag, *tag_dir, *hf_dir, *ds_version;
+	char *base_dir, *incomplete, *incomplete_where;
 	struct zf_source **files; /* info.n_files, owned */
 	struct zf_tensor *tensors; /* info.n_tensors; names owned */
 	struct zf_place *places;   /* parallel to tensors */
@@ -145,6 +147,8 @@ struct zf_loader {
 	const struct zf_pv *module, *buffer_names, *param_shapes;
 	const struct zf_pv *frozen_shapes, *shared;
 	bool frozen_excluded;	/* frozen_param_shapes is None at stage 2/3 */
+	struct zf_base *base;	/* the --base folder, or NULL */
+	uint32_t first_base;	/* index in ck->files of its first file */
 	struct zf_modent *modents; /* the model's state_dict, in its order */
 	size_t n_modents;
 	size_t *twin_of;	/* per modent: the first earlier one with the same
@@ -227,6 +231,8 @@ int zf_check_slice_mappings(struct zf_loader *L, uint32_t r,
 /* ckpt_tensors.c: rank 0's model states, the tensor list, and rank r's
  * part of the ZeRO-3 frozen parameters. */
 int zf_load_model_meta(struct zf_loader *L, struct zf_error *err);
+int zf_add_tensor(struct zf_loader *L, const char *name, size_t *idx,
+		  bool *is_new, struct zf_error *err);
 int zf_size_tables(struct zf_loader *L, struct zf_error *err);
 int zf_collect_params(struct zf_loader *L, struct zf_error *err);
 int zf_collect_frozen(struct zf_loader *L, struct zf_error *err);
@@ -248,6 +254,11 @@ int zf_strided_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
  * and its tensor dropped (an incomplete checkpoint says so). */
 int zf_find_twins(struct zf_loader *L, struct zf_error *err);
 int zf_resolve_ties(struct zf_loader *L, struct zf_error *err);
+
+/* ckpt_base.c: whether the checkpoint holds the whole model (else
+ * ck->incomplete says what is missing and why), and, with a --base
+ * folder, the tensors the checkpoint lacks taken from it. */
+int zf_complete_model(struct zf_loader *L, struct zf_error *err);
 
 /* layout_zero3.c, layout_zero12.c: the trainable parameters' places and
  * the tables they use; every size is checked to add up first. */

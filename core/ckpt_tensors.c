@@ -50,7 +50,7 @@ static int read_shape(const struct zf_pv *v, const char *name, const char *path,
 
 /* Adds a tensor named name (borrowed from a pickle: copied) and returns
  * its index, or the index it already has. */
-static int add_tensor(struct zf_loader *L, const char *name, size_t *idx,
+int zf_add_tensor(struct zf_loader *L, const char *name, size_t *idx,
 		      bool *is_new, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
@@ -157,6 +157,8 @@ int zf_size_tables(struct zf_loader *L, struct zf_error *err)
 	size_t max = L->n_modents + zf_pv_count_items(L->frozen_shapes) +
 		     zf_pv_count_items(L->shared);
 
+	if (L->base)
+		max += L->base->n;
 	if (zf_pv_is(ps, ZF_PV_DICT))
 		max += ps->u.dict.n;
 	else
@@ -319,7 +321,7 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 			if (!zf_pv_is(k, ZF_PV_STR))
 				return zf_fail_at(err, ZF_EFORMAT, path,
 						  "param_shapes has a non-string name");
-			rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
+			rc = zf_add_tensor(L, k->u.str.s, &idx, &is_new, err);
 			if (rc)
 				return rc;
 			if (!is_new)
@@ -424,7 +426,7 @@ int zf_collect_frozen(struct zf_loader *L, struct zf_error *err)
 		if (!zf_pv_is(k, ZF_PV_STR))
 			return zf_fail_at(err, ZF_EFORMAT, path,
 					  "frozen_param_shapes has a non-string name");
-		rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
+		rc = zf_add_tensor(L, k->u.str.s, &idx, &is_new, err);
 		if (rc)
 			return rc;
 		if (!is_new)
@@ -541,7 +543,7 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 		size_t idx;
 		bool is_new;
 
-		rc = add_tensor(L, m->name, &idx, &is_new, err);
+		rc = zf_add_tensor(L, m->name, &idx, &is_new, err);
 		if (rc)
 			return rc;
 		t = &ck->tensors[idx];
@@ -600,7 +602,7 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 
 			if (!zf_pv_is(k, ZF_PV_STR) || !zf_pv_is(L->shared->u.dict.vals[i], ZF_PV_STR))
 				return zf_fail_at(err, ZF_EFORMAT, path, "shared_params holds a non-string");
-			rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
+			rc = zf_add_tensor(L, k->u.str.s, &idx, &is_new, err);
 			if (rc)
 				return rc;
 			if (is_new)

@@ -15,9 +15,11 @@
 #include "zerofs/ckpt.h"
 
 static const char inspect_usage[] =
-	"usage: zerofs inspect CKPT [--tag TAG] [--json [--extents]]\n\n"
+	"usage: zerofs inspect CKPT [--tag TAG] [--base DIR] [--json [--extents]]\n\n"
 	"Shows what a DeepSpeed ZeRO checkpoint holds, reading metadata only.\n\n"
 	"  -t, --tag TAG   read this tag folder instead of the one 'latest' names\n"
+	"  -b, --base DIR  complete the model with the tensors it lacks from DIR, the\n"
+	"                  base model's Hugging Face folder (safetensors)\n"
 	"  -j, --json      print one JSON object (described in zerofs(1))\n"
 	"  -e, --extents   with --json: add each tensor's byte ranges in the source files\n"
 	"  -h, --help      show this help\n\n"
@@ -82,6 +84,15 @@ static void print_text(const struct zf_ckpt *ck)
 	printf("tensors      %zu (%zu params, %zu frozen, %zu buffers, %zu tied)\n",
 	       ci->n_tensors, counts[ZF_KIND_PARAM], counts[ZF_KIND_FROZEN],
 	       counts[ZF_KIND_BUFFER], counts[ZF_KIND_ALIAS]);
+	if (ci->base_dir) {
+		size_t from = 0;
+
+		for (size_t i = 0; i < ci->n_tensors; i++)
+			from += zf_ckpt_tensor(ck, i)->from_base;
+		printf("base         %s (%zu tensors from it)\n", cli_esc(ci->base_dir), from);
+	}
+	if (ci->incomplete)
+		printf("partial      %s\n", cli_esc(ci->incomplete));
 	printf("parameters   %" PRIu64 "\n", ci->n_params);
 	printf("weights      %s as float32, %s in the model's dtypes\n",
 	       cli_human_size(fp32, a, sizeof(a)), cli_human_size(native, b, sizeof(b)));
@@ -98,6 +109,8 @@ static void print_text(const struct zf_ckpt *ck)
 			printf("  (tied to %s)", cli_esc(zf_ckpt_tensor(ck, t->alias_of)->name));
 		else if (t->same_as != (size_t)-1)
 			printf("  (same data as %s)", cli_esc(zf_ckpt_tensor(ck, t->same_as)->name));
+		else if (t->from_base)
+			printf("  (from --base)");
 		printf("\n");
 	}
 }
@@ -140,6 +153,8 @@ static cJSON *tensor_json(const struct zf_ckpt *ck, size_t i, bool extents)
 		cJSON_AddStringToObject(o, "source", zf_ckpt_tensor(ck, t->alias_of)->name);
 	else if (t->same_as != (size_t)-1)
 		cJSON_AddStringToObject(o, "same_as", zf_ckpt_tensor(ck, t->same_as)->name);
+	if (t->from_base)
+		cJSON_AddBoolToObject(o, "from_base", true);
 	if (extents && t->kind != ZF_KIND_ALIAS)
 		cJSON_AddItemToObject(o, "extents", extents_json(ck, i));
 	return o;
@@ -163,6 +178,14 @@ static int print_json(const struct zf_ckpt *ck, bool extents)
 	if (ci->global_steps != UINT64_MAX)
 		cJSON_AddNumberToObject(root, "global_steps", (double)ci->global_steps);
 	cJSON_AddNumberToObject(root, "n_params", (double)ci->n_params);
+	if (ci->base_dir)
+		cJSON_AddStringToObject(root, "base", ci->base_dir);
+	if (ci->incomplete) {
+		cJSON *inc = cJSON_AddObjectToObject(root, "incomplete");
+
+		cJSON_AddStringToObject(inc, "where", ci->incomplete_where);
+		cJSON_AddStringToObject(inc, "message", ci->incomplete);
+	}
 	for (size_t i = 0; i < ci->n_files; i++) {
 		const struct zf_source *s = zf_ckpt_file(ck, i);
 		cJSON *f = cJSON_CreateObject();
@@ -206,6 +229,9 @@ static int on_opt(void *ctx, int c, const char *arg)
 	case 'e':
 		a->extents = true;
 		break;
+	case 'b':
+		a->o.base_dir = arg;
+		break;
 	}
 	return CLI_GO_ON;
 }
@@ -214,12 +240,13 @@ static const struct option inspect_opts[] = {
 	{ "tag", required_argument, NULL, 't' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "extents", no_argument, NULL, 'e' },
+	{ "base", required_argument, NULL, 'b' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
 static const struct cli_cmd inspect_cmd = {
-	"inspect", inspect_usage, "t:jeh", inspect_opts, 1, 1, "expected one checkpoint folder",
+	"inspect", inspect_usage, "t:jeb:h", inspect_opts, 1, 1, "expected one checkpoint folder",
 };
 
 int cmd_inspect(int argc, char **argv)

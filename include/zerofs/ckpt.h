@@ -65,7 +65,16 @@ struct zf_ckpt_info {
 	enum zf_dtype train_dtype; /* F32, BF16 or F16 */
 	uint64_t global_steps;	   /* UINT64_MAX if absent */
 	uint64_t n_params;	   /* elements of params and frozen params, aliases not counted */
-	size_t n_files;		   /* model states files (rank order), then optimizer files */
+	size_t n_files;		   /* model states files (rank order), then optimizer
+				    * files, pipeline layer files, --base files */
+	size_t n_base_files;	   /* the last n_base_files files: --base safetensors */
+	const char *base_dir;	   /* the --base folder read, or NULL */
+	/* Not the whole model: why, and what is missing (a message for
+	 * people, about incomplete_where), or NULL when whole. The checkpoint
+	 * opens, so that it can be inspected and verified; a directory is
+	 * built from it only on request (zf_hfdir_options.allow_incomplete). */
+	const char *incomplete;
+	const char *incomplete_where;
 	uint64_t files_bytes;	   /* of all files */
 	struct timespec mtime;	   /* the newest file's modification time */
 	size_t n_tensors;
@@ -95,6 +104,10 @@ struct zf_tensor {
 
 struct zf_ckpt_options {
 	const char *tag; /* NULL: read `latest` (or the folder is the tag) */
+	/* A Hugging Face model folder (local, or a hub cache snapshot or
+	 * repo folder) whose safetensors complete the model: every tensor
+	 * the checkpoint lacks is taken from it; NULL: none. */
+	const char *base_dir;
 };
 
 /*
