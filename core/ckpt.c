@@ -74,7 +74,7 @@ static int find_files(struct zf_loader *L, const char *path,
 	ck->hf_dir = L->files.hf_dir ? strdup(L->files.hf_dir) : NULL;
 	ck->files = calloc(n, sizeof(*ck->files));
 	L->model = calloc(L->n_model, sizeof(*L->model));
-	L->optim = calloc(L->ws, sizeof(*L->optim));
+	L->optim = calloc(L->ws ? L->ws : 1, sizeof(*L->optim));
 	if (!ck->tag || !ck->tag_dir || (L->files.hf_dir && !ck->hf_dir) || !ck->files ||
 	    !L->model || !L->optim)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
@@ -112,10 +112,14 @@ static int size_tables(struct zf_loader *L, struct zf_error *err)
 
 static int lay_out(struct zf_loader *L, struct zf_error *err)
 {
-	int rc = L->ck->info.stage == 3 ? zf_layout_zero3(L, err) : zf_layout_zero12(L, err);
+	int rc = ZF_OK;
 
+	if (L->ws)
+		rc = L->ck->info.stage == 3 ? zf_layout_zero3(L, err) : zf_layout_zero12(L, err);
 	if (!rc)
 		rc = zf_collect_tensors(L, err);
+	if (!rc && !L->ws)
+		rc = zf_zero0_match(L, err);
 	if (!rc)
 		rc = zf_resolve_ties(L, err);
 	if (!rc)

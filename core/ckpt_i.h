@@ -167,6 +167,8 @@ struct zf_loader {
 	size_t *param_of;	/* tensor index -> index in params, or SIZE_MAX */
 	size_t *frozen;		/* ZeRO-3: frozen param i -> tensor index */
 	struct zf_rank_optim *ropt; /* ws */
+	int optim_stage;	/* rank 0's optimizer file's layout: 1 to 3 */
+	const struct zf_pv *z0_masters; /* ZeRO-0: optimizer.fp32_groups[_flat] */
 	double step0;		/* rank 0's optimizer step, when has_step0 */
 	bool has_step0;
 	char *optim_ds_version; /* rank 0 optimizer file's ds_version, or NULL */
@@ -254,6 +256,15 @@ int zf_strided_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
  * and its tensor dropped (an incomplete checkpoint says so). */
 int zf_find_twins(struct zf_loader *L, struct zf_error *err);
 int zf_resolve_ties(struct zf_loader *L, struct zf_error *err);
+
+/* ckpt_zero0.c: checkpoints without ZeRO (stage 0) whose only file is
+ * mp_rank_00_model_states.pt: zf_zero0_begin() reads what it holds in
+ * place of the optimizer files (phase "load first ranks"), and
+ * zf_zero0_match() gives the trainable params their fp32 masters once
+ * the state_dict is listed. zf_config_stage() is ds_config's stage. */
+int zf_zero0_begin(struct zf_loader *L, struct zf_error *err);
+int zf_zero0_match(struct zf_loader *L, struct zf_error *err);
+int zf_config_stage(const struct zf_pv *root);
 
 /* ckpt_base.c: whether the checkpoint holds the whole model (else
  * ck->incomplete says what is missing and why), and, with a --base

@@ -224,6 +224,10 @@ static void run_items(struct zf_loader *L, size_t n, item_fn fn,
 static struct zf_loaded *first_item(struct zf_loader *L, size_t k,
 				    const char **path)
 {
+	if (!L->ws) { /* ZeRO-0: no optimizer files */
+		*path = zf_model_path(L, (uint32_t)k);
+		return &L->model[k];
+	}
 	if (k == 0) {
 		*path = zf_optim_path(L, 0);
 		return &L->optim[0];
@@ -250,16 +254,21 @@ static int load_first(struct zf_loader *L, size_t k, struct zf_error *err)
 
 int zf_load_first_ranks(struct zf_loader *L, struct zf_error *err)
 {
-	size_t n = L->n_model > 1 ? 3 : 2, failed;
+	size_t n = L->ws ? (L->n_model > 1 ? 3 : 2) : 1, failed;
 	int rc;
 
 	run_items(L, n, load_first, &failed, err);
 	if (failed < n)
 		return err ? err->status : ZF_EFORMAT;
-	/* Rank 0 first: every other rank is checked against it. */
-	rc = zf_load_optim_rank(L, 0, err);
-	if (!rc)
-		rc = zf_load_optim_finish(L, err);
+	/* Rank 0 first: every other rank is checked against it. Without
+	 * optimizer files, the model states say what there is. */
+	if (!L->ws) {
+		rc = zf_zero0_begin(L, err);
+	} else {
+		rc = zf_load_optim_rank(L, 0, err);
+		if (!rc)
+			rc = zf_load_optim_finish(L, err);
+	}
 	if (!rc)
 		rc = zf_load_model_meta(L, err);
 	L->optim_tmpl = &L->optim[0];
@@ -454,6 +463,9 @@ int zf_load_other_ranks(struct zf_loader *L, struct zf_error *err)
 	size_t n = (size_t)(L->ws - 1) + (L->n_model - 1) + 1, failed;
 	struct zf_error e = { 0 };
 	int rc;
+
+	if (!L->ws) /* ZeRO-0: the one model states file, loaded already */
+		return ZF_OK;
 
 	run_items(L, n, load_other, &failed, &e);
 	/* A link or a copy explains whatever else went wrong with it. */

@@ -385,6 +385,16 @@ int zf_ckpt_scan_tag_dir(const char *dir, struct zf_ckpt_files *out,
 	rc = refuse_others(&others, dir, err);
 	if (rc)
 		goto out;
+	if (!optim.max_rank_plus1 && model_mp && !model.max_rank_plus1) {
+		/* Without ZeRO (stage 0) the model states file is all there
+		 * is; the loader says so if it is a ZeRO run's. */
+		out->world_size = 0;
+		out->n_model = 1;
+		out->model = calloc(1, sizeof(char *));
+		if (!out->model || !(out->model[0] = zf_ckpt_path_join(dir, model_mp)))
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+		goto out;
+	}
 	if (!optim.max_rank_plus1) {
 		if (model.max_rank_plus1 || model_mp)
 			zf_fail(err, ZF_ENOTFOUND,

@@ -124,9 +124,18 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 	    !zf_pv_is(L->buffer_names, ZF_PV_TUPLE) && !zf_pv_is(L->buffer_names, ZF_PV_NONE))
 		return zf_fail_at(err, ZF_EFORMAT, path, "'buffer_names' is not a list");
 	L->param_shapes = zf_pv_get(root, "param_shapes");
-	if (!zf_pv_is(L->param_shapes, ZF_PV_LIST) && !zf_pv_is(L->param_shapes, ZF_PV_DICT))
+	/* ZeRO-0 records none: the optimizer's masters name the params. */
+	if (!L->ws && zf_pv_is(L->param_shapes, ZF_PV_NONE))
+		L->param_shapes = NULL;
+	else if (!zf_pv_is(L->param_shapes, ZF_PV_LIST) && !zf_pv_is(L->param_shapes, ZF_PV_DICT))
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "no 'param_shapes': not a DeepSpeed ZeRO model states file");
+	if (!L->ws && !L->module)
+		return zf_fail_at(err, ZF_EFORMAT, path,
+				  "no 'module' state dict: the weights of a run without ZeRO live there");
+	/* The BF16_Optimizer writes no stage: the run's config says it. */
+	if (ck->info.optimizer == ZF_OPT_BF16)
+		ck->info.stage = zf_config_stage(root);
 	L->frozen_shapes = zf_pv_get(root, "frozen_param_shapes");
 	/* None at stage 0/1 always; at stage 2/3 only when the frozen
 	 * params were left out (save_checkpoint(exclude_frozen_parameters=
@@ -162,7 +171,7 @@ int zf_size_tables(struct zf_loader *L, struct zf_error *err)
 	if (zf_pv_is(ps, ZF_PV_DICT))
 		max += ps->u.dict.n;
 	else
-		for (size_t g = 0; g < ps->u.seq.n; g++)
+		for (size_t g = 0; ps && g < ps->u.seq.n; g++)
 			max += zf_pv_count_items(ps->u.seq.items[g]);
 	ck->tensors = calloc(max ? max : 1, sizeof(*ck->tensors));
 	ck->places = calloc(max ? max : 1, sizeof(*ck->places));
@@ -288,7 +297,7 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 {
 	const struct zf_pv *ps = L->param_shapes;
 	const char *path = zf_model_path(L, 0);
-	size_t n_groups = zf_pv_is(ps, ZF_PV_DICT) ? 1 : ps->u.seq.n;
+	size_t n_groups = !ps ? 0 : zf_pv_is(ps, ZF_PV_DICT) ? 1 : ps->u.seq.n;
 	size_t total = 0;
 
 	for (size_t g = 0; g < n_groups; g++) {

@@ -41,8 +41,18 @@ static void shape_str(const struct zf_tensor *t, char *buf, size_t size)
 
 static const char *optimizer_str(const struct zf_ckpt_info *ci)
 {
-	if (ci->optimizer == ZF_OPT_BF16)
+	switch (ci->optimizer) {
+	case ZF_OPT_BF16:
 		return "BF16_Optimizer";
+	case ZF_OPT_FP16:
+		return "FP16_Optimizer";
+	case ZF_OPT_FP16_UNFUSED:
+		return "FP16_UnfusedOptimizer";
+	case ZF_OPT_NONE:
+		return "none (fp32 without ZeRO: the model states hold the weights)";
+	case ZF_OPT_ZERO:
+		break;
+	}
 	return ci->stage == 3 ? "DeepSpeedZeroOptimizer_Stage3" : "DeepSpeedZeroOptimizer";
 }
 

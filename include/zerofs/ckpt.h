@@ -47,6 +47,10 @@ enum zf_layout {
 enum zf_optimizer {
 	ZF_OPT_ZERO,	    /* DeepSpeedZeroOptimizer (stage 1/2) or Stage3 */
 	ZF_OPT_BF16,	    /* BF16_Optimizer: no zero_stage key */
+	ZF_OPT_FP16,	    /* ZeRO-0 FP16_Optimizer (fused): fp32_groups_flat in
+			     * the model states (bf16 too, DeepSpeed >= 0.17.6) */
+	ZF_OPT_FP16_UNFUSED, /* ZeRO-0 FP16_UnfusedOptimizer: fp32_groups */
+	ZF_OPT_NONE,	    /* ZeRO-0 fp32: the model states hold the weights */
 };
 
 struct zf_ckpt;
@@ -60,7 +64,7 @@ struct zf_ckpt_info {
 	const char *ds_version;	   /* "0.14.0", or "" if absent */
 	enum zf_layout layout;
 	enum zf_optimizer optimizer;
-	int stage;		   /* ZeRO stage 1, 2 or 3 */
+	int stage;		   /* ZeRO stage 0 to 3, as the run was configured */
 	uint32_t world_size;	   /* data-parallel ranks */
 	enum zf_dtype train_dtype; /* F32, BF16 or F16 */
 	uint64_t global_steps;	   /* UINT64_MAX if absent */
