@@ -66,6 +66,8 @@ static int find_files(struct zf_loader *L, const char *path,
 			return zf_fail(err, ZF_ENOMEM, "out of memory");
 	}
 	n = (size_t)L->n_model + L->ws;
+	L->first_layer = (uint32_t)n;
+	n += L->files.n_layers;
 	L->first_base = (uint32_t)n;
 	if (L->base)
 		n += L->base->n_files;
@@ -75,8 +77,9 @@ static int find_files(struct zf_loader *L, const char *path,
 	ck->files = calloc(n, sizeof(*ck->files));
 	L->model = calloc(L->n_model, sizeof(*L->model));
 	L->optim = calloc(L->ws ? L->ws : 1, sizeof(*L->optim));
+	L->layer = calloc(L->files.n_layers ? L->files.n_layers : 1, sizeof(*L->layer));
 	if (!ck->tag || !ck->tag_dir || (L->files.hf_dir && !ck->hf_dir) || !ck->files ||
-	    !L->model || !L->optim)
+	    !L->model || !L->optim || !L->layer)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	ck->info.layout = L->files.layout;
 	ck->info.world_size = L->ws;
@@ -88,6 +91,8 @@ static int find_files(struct zf_loader *L, const char *path,
 		L->model[r].file = r;
 	for (uint32_t r = 0; r < L->ws; r++)
 		L->optim[r].file = L->n_model + r;
+	for (uint32_t i = 0; i < L->files.n_layers; i++)
+		L->layer[i].file = L->first_layer + i;
 	/* The checkpoint owns the --base files from here on. */
 	if (L->base) {
 		for (size_t i = 0; i < L->base->n_files; i++) {
@@ -118,6 +123,8 @@ static int lay_out(struct zf_loader *L, struct zf_error *err)
 		rc = L->ck->info.stage == 3 ? zf_layout_zero3(L, err) : zf_layout_zero12(L, err);
 	if (!rc)
 		rc = zf_collect_tensors(L, err);
+	if (!rc)
+		rc = zf_pipe_check_layers(L, err);
 	if (!rc && !L->ws)
 		rc = zf_zero0_match(L, err);
 	if (!rc)
@@ -167,6 +174,7 @@ static void loader_release(struct zf_loader *L)
 	free(L->ropt);
 	free(L->model);
 	free(L->optim);
+	free(L->layer);
 	free(L->optim_ds_version);
 	free(L->params);
 	free(L->group_first);

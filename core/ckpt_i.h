@@ -45,6 +45,9 @@ struct zf_ckpt_files {
 	char **optim;		/* world_size paths, rank order */
 	char **model;		/* n_model paths: 1 (stage 1/2) or world_size */
 	uint32_t n_model;
+	char **layers;		/* a one-stage pipeline's layer files, layer order */
+	uint32_t *layer_idx;	/* their layer indexes */
+	uint32_t n_layers;
 };
 
 int zf_ckpt_locate(const char *path, const char *tag,
@@ -143,6 +146,8 @@ struct zf_loader {
 	uint32_t ws, n_model;
 	struct zf_loaded *model; /* n_model */
 	struct zf_loaded *optim; /* ws */
+	struct zf_loaded *layer; /* files.n_layers: pipeline layer files */
+	uint32_t first_layer;	 /* index in ck->files of the first of them */
 	/* Rank 0's model states, parsed until the end. */
 	const struct zf_pv *module, *buffer_names, *param_shapes;
 	const struct zf_pv *frozen_shapes, *shared;
@@ -256,6 +261,15 @@ int zf_strided_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
  * and its tensor dropped (an incomplete checkpoint says so). */
 int zf_find_twins(struct zf_loader *L, struct zf_error *err);
 int zf_resolve_ties(struct zf_loader *L, struct zf_error *err);
+
+/* ckpt_pipe.c: the state_dict of a one-stage PipelineModule (module is
+ * None) from its layer files, under the model's names, in its order. */
+int zf_pipe_modents(struct zf_loader *L, struct zf_error *err);
+/* Every tensor named after a layer has that layer's file here. */
+int zf_pipe_check_layers(struct zf_loader *L, struct zf_error *err);
+/* Refuses rank 0's model states of a pipeline stage, a tensor-parallel
+ * rank or an MoE model whose other files are not here (ZF_EUNSUPPORTED). */
+int zf_refuse_parallel(struct zf_loader *L, struct zf_error *err);
 
 /* ckpt_zero0.c: checkpoints without ZeRO (stage 0) whose only file is
  * mp_rank_00_model_states.pt: zf_zero0_begin() reads what it holds in

@@ -219,11 +219,22 @@ static void run_items(struct zf_loader *L, size_t n, item_fn fn,
 
 /* --- the first ranks -------------------------------------------------- */
 
-/* Items of the first phase: rank 0's optimizer file, rank 0's model
- * states file and, with per-rank model states (ZeRO-3), rank 1's. */
+/* The first phase's rank files: rank 0's optimizer file (none at
+ * ZeRO-0), rank 0's model states file and, with per-rank model states
+ * (ZeRO-3), rank 1's; then a one-stage pipeline's layer files. */
+static size_t n_first_ranks(const struct zf_loader *L)
+{
+	return L->ws ? (L->n_model > 1 ? 3 : 2) : 1;
+}
+
 static struct zf_loaded *first_item(struct zf_loader *L, size_t k,
 				    const char **path)
 {
+	if (k >= n_first_ranks(L)) {
+		k -= n_first_ranks(L);
+		*path = L->files.layers[k];
+		return &L->layer[k];
+	}
 	if (!L->ws) { /* ZeRO-0: no optimizer files */
 		*path = zf_model_path(L, (uint32_t)k);
 		return &L->model[k];
@@ -254,7 +265,7 @@ static int load_first(struct zf_loader *L, size_t k, struct zf_error *err)
 
 int zf_load_first_ranks(struct zf_loader *L, struct zf_error *err)
 {
-	size_t n = L->ws ? (L->n_model > 1 ? 3 : 2) : 1, failed;
+	size_t n = n_first_ranks(L) + L->files.n_layers, failed;
 	int rc;
 
 	run_items(L, n, load_first, &failed, err);
@@ -486,4 +497,6 @@ void zf_loader_unload(struct zf_loader *L)
 		unload(&L->model[i]);
 	for (uint32_t i = 0; L->optim && i < L->ws; i++)
 		unload(&L->optim[i]);
+	for (uint32_t i = 0; L->layer && i < L->files.n_layers; i++)
+		unload(&L->layer[i]);
 }

@@ -94,7 +94,10 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 	struct zf_ckpt *ck = L->ck;
 	const struct zf_pv *root = L->model[0].root, *v;
 	const char *path = zf_model_path(L, 0);
+	int rc = zf_refuse_parallel(L, err);
 
+	if (rc)
+		return rc;
 	L->module = zf_pv_get(root, "module");
 	if (L->module && !zf_pv_is(L->module, ZF_PV_DICT) && !zf_pv_is(L->module, ZF_PV_NONE))
 		return zf_fail_at(err, ZF_EFORMAT, path,
@@ -130,9 +133,18 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 	else if (!zf_pv_is(L->param_shapes, ZF_PV_LIST) && !zf_pv_is(L->param_shapes, ZF_PV_DICT))
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "no 'param_shapes': not a DeepSpeed ZeRO model states file");
-	if (!L->ws && !L->module)
+	if (L->module && L->files.n_layers) {
+		return zf_fail_at(err, ZF_EFORMAT, path,
+				  "holds the model ('module'), yet pipeline layer files ('%s', ...) are beside it: files of different runs?",
+				  L->files.layers[0] + (strrchr(L->files.layers[0], '/') ? strrchr(L->files.layers[0], '/') - L->files.layers[0] + 1 : 0));
+	} else if (!L->module && L->files.n_layers) {
+		rc = zf_pipe_modents(L, err);
+		if (rc)
+			return rc;
+	} else if (!L->ws && !L->module) {
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "no 'module' state dict: the weights of a run without ZeRO live there");
+	}
 	/* The BF16_Optimizer writes no stage: the run's config says it. */
 	if (ck->info.optimizer == ZF_OPT_BF16)
 		ck->info.stage = zf_config_stage(root);
