@@ -988,7 +988,7 @@ def parse(argv=None):
                     help="the model is exactly transformers' LlamaForCausalLM (no buffers, no "
                          "biases, no embed_positions/odd/edge tensors); the trainer layout's "
                          "config.json describes it (for loading mounts with transformers)")
-    ap.add_argument("--heads", type=int, default=2, help="--llama: attention heads")
+    ap.add_argument("--heads", type=int, default=1, help="--llama: attention heads")
     ap.add_argument("--kv-heads", type=int, default=1, help="--llama: key/value heads (GQA)")
     a = ap.parse_args(argv)
     if a.llama:
