@@ -90,9 +90,21 @@ def run(cmd, env=None, cwd=None):
                 "rc": p.returncode, "out": fo.read(), "err": fe.read()}
 
 
+def idle_pct():
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        return sum(v), v[3] + v[4]
+    t0, i0 = sample()
+    time.sleep(0.15)
+    t1, i1 = sample()
+    return 100.0 * (i1 - i0) / max(1, t1 - t0)
+
+
 class Bench:
     def __init__(self, a):
         self.a = a
+        self.gate_left = a.gate_max
         self.ck = os.path.abspath(a.ckpt)
         with open(os.path.join(self.ck, "latest")) as f:
             self.tag = os.path.join(self.ck, f.read().strip())
@@ -124,6 +136,18 @@ class Bench:
                 return float(kv[5:])
         return float("nan")
 
+    def gate(self, what):
+        """PERF-NOTES §2.1: time only on an idle machine. Waits (0.5 s steps)
+        until >= --idle % idle, for --gate-max seconds in all; records the
+        idle % seen before each timed run."""
+        while True:
+            p = idle_pct()
+            if p >= self.a.idle or self.gate_left <= 0:
+                break
+            time.sleep(0.5)
+            self.gate_left -= 0.65
+        self.rec("idle.%s" % what, p)
+
     def prepare(self, mode):
         os.sync()
         if mode == "warm":
@@ -131,6 +155,7 @@ class Bench:
         else:
             subprocess.run([self.a.rd, "-m", "evict"] + self.sources, capture_output=True, check=True)
         self.rec("resident_before.%s" % mode, self.resident())
+        self.gate(mode)
 
     # -- the four ways ------------------------------------------------------------
     def export(self, mode):
@@ -257,9 +282,11 @@ def tied_case(a):
     os.makedirs(out, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=os.path.abspath(a.peer), DS_ACCELERATOR="cpu")
     r = run([sys.executable, "-m", "deepspeed.utils.zero_to_fp32", a.ckpt, out, "--safe_serialization"], env=env)
-    last = [ln.strip() for ln in r["err"].splitlines() if "Error" in ln][-1:] or ["(no error)"]
+    lines = [ln.strip() for ln in r["err"].splitlines() if ln.strip()]
+    at = max([i for i, ln in enumerate(lines) if "Error" in ln.split(":")[0]] or [len(lines)])
+    msg = " ".join(lines[at:at + 3])[:400] if lines[at:] else "no error"
     with open(a.meta, "a") as f:
-        f.write("peer.tied\texit %d: %s\n" % (r["rc"], last[0][:300]))
+        f.write("peer.tied\texit %d: %s\n" % (r["rc"], msg.replace("\t", " ")))
     shutil.rmtree(a.work, ignore_errors=True)
 
 
@@ -268,6 +295,8 @@ def main():
     for k in ("ckpt", "name", "work", "zerofs", "rd", "peer", "raw", "meta"):
         ap.add_argument("--" + k, required=True)
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--idle", type=float, default=90, help="idle %% that counts as idle")
+    ap.add_argument("--gate-max", type=float, default=60, help="seconds the idle gate may wait in all")
     ap.add_argument("--tied-only", action="store_true")
     a = ap.parse_args()
     if a.tied_only:

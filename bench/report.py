@@ -138,6 +138,13 @@ def peer_section():
           " / ".join("{}: {:.0f}%".format(ck, 100 * (med("peer.%s.resident_before.cold" % ck) or 0))
                      for ck, _, _ in PEER_CKPTS),
           gb(med("peer.z3.z2f_startup.rchar"))))
+    idl = [x for k, v in S.items() if k.startswith("peer.") and ".idle." in k for x in v]
+    if idl:
+        w("")
+        w("Idle gate: each timed run waited for a >= 90% idle machine within a 60 s budget per "
+          "checkpoint; idle % seen before the runs: median {:.0f}, min {:.0f}. On a busy machine the "
+          "seconds spread (see the [min–max]); the bytes and RSS do not.".format(
+              statistics.median(idl), min(idl)))
     w("")
     w("### To a Hugging Face folder on disk (fp32, `model.safetensors`)")
     w("")

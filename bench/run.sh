@@ -278,7 +278,7 @@ install_peer() {
 import deepspeed, torch, transformers, safetensors, sys
 print("DeepSpeed %s (PyPI, DS_BUILD_OPS=0), torch %s (%s), transformers %s, safetensors %s, Python %s" % (
     deepspeed.__version__, torch.__version__, torch.__file__.rsplit("/", 2)[0], transformers.__version__,
-    safetensors.__version__, sys.version.split()[0]))' 2>/dev/null)"
+    safetensors.__version__, sys.version.split()[0]))' 2>/dev/null | tail -1)"
 }
 peer_checkpoints() {
 	# Llama-shaped (make_ckpt.py --llama), ~1 GB of fp32 masters (246 M
@@ -304,7 +304,8 @@ peer_section() {
 	for spec in "z3:$P3" "z2:$P2"; do
 		name=${spec%%:*} ck=${spec#*:}
 		"$VPY" bench/peer.py --ckpt "$ck" --name "$name" --work "$W/peerwork" --zerofs "$ZF" \
-			--rd "$RD" --peer "$PEER" --runs "$PEER_RUNS" --raw "$RAW" --meta "$META" ||
+			--rd "$RD" --peer "$PEER" --runs "$PEER_RUNS" --raw "$RAW" --meta "$META" \
+			--idle "$IDLE_MIN" --gate-max "$GATE_MAX" ||
 			die "bench/peer.py $name failed"
 	done
 	"$VPY" bench/peer.py --tied-only --ckpt "$PTIED" --name tied --work "$W/peerwork" --zerofs "$ZF" \
