@@ -12,8 +12,9 @@ prefix, config from --config DIR):
   - that reference model's save_pretrained(), single file and
     max_shard_size, writes byte for byte the mount's files;
   - AutoTokenizer reads the tokenizer files the mount passes through;
-  - README.md's transformers example is run verbatim (its MNT is a mount
-    point named MNT in the working directory, python3 the venv's).
+  - README.md's transformers example is run verbatim with the venv's
+    python, on a mount at the /mnt/model it names (tests/t500 runs it too,
+    where transformers is importable).
 """
 import collections
 import json
@@ -51,7 +52,6 @@ SHAPE = ["--llama", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--inte
          "--vocab", "97", "--max-pos", "64", "--layers", "2"]
 TORCH = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 IDS = torch.tensor([[1, 5, 9, 17, 33, 65, 96, 3]])
-README_CMD = """python3 -c "from transformers import AutoModelForCausalLM as M; M.from_pretrained('MNT')\""""
 
 
 def gen(name, *args):
@@ -158,19 +158,35 @@ def trainer_cases():
     return out
 
 
-def readme_example(ck):
-    """README's line, verbatim, in a folder whose MNT is the mount."""
+def readme_transformers_blocks():
+    """README's fenced python blocks that use transformers, not marked
+    'not run by the tests' (the way tests/t500-cli-docs.py reads them)."""
     with open(os.path.join(ROOT, "README.md")) as f:
-        lines = [ln.strip() for ln in f if "from transformers import" in ln]
-    tap.ok(lines == [README_CMD], "README.md's transformers example is the line this test runs", lines)
-    cwd = os.path.join(WORK, "readme")
-    os.makedirs(os.path.join(cwd, "MNT"))
-    env = dict(os.environ, PATH=os.path.dirname(zfclients.venv_python()) + os.pathsep + os.environ["PATH"])
-    with mounted(ck, mnt=os.path.join(cwd, "MNT")):
-        p = subprocess.run(lines[0] if lines else README_CMD, shell=True, cwd=cwd, env=env,
-                           capture_output=True, text=True, timeout=300)
-    tap.ok(p.returncode == 0, "README's `%s` runs (exit 0) in a folder holding the mount MNT"
-           % (lines[0] if lines else README_CMD), p.stderr[-2000:])
+        text = f.read()
+    out = []
+    for m in re.finditer(r"(?:<!--(.*?)-->\n)?```(\w*)\n(.*?)```", text, re.S):
+        note, lang, body = (m.group(1) or ""), m.group(2), m.group(3)
+        if lang == "python" and "transformers" in body and "not run by the tests" not in note:
+            out.append(body)
+    return out
+
+
+def readme_example(ck, ex):
+    """README's transformers example, verbatim, with the venv's python, on a
+    mount of the Trainer checkpoint at the /mnt/model it names."""
+    blocks = readme_transformers_blocks()
+    tap.ok(len(blocks) == 1 and "/mnt/model" in blocks[0],
+           "README.md has one transformers example, loading /mnt/model", blocks)
+    if not blocks:
+        return
+    os.makedirs("/mnt/model", exist_ok=True)
+    want = sum(int(torch.Size(ex.shape(n)).numel()) for n in ex.names)
+    with mounted(ck, mnt="/mnt/model"):
+        p = subprocess.run([zfclients.venv_python(), "-c", blocks[0]], cwd=WORK, capture_output=True,
+                           text=True, timeout=300)
+    tap.ok(p.returncode == 0 and p.stdout.split() == ["torch.float32", str(want)],
+           "README's transformers example runs as written and prints the dtype and the %d parameters"
+           % want, (p.returncode, p.stdout, p.stderr[-2000:]))
 
 
 try:
@@ -209,7 +225,8 @@ try:
             guarded(tag, xone)
 
     if cases:
-        guarded("README example", readme_example, cases[0][1])
+        guarded("README example", readme_example, cases[0][1],
+                Expect(cases[0][1], cases[0][2], cases[0][1] + ".ref.pt"))
 finally:
     shutil.rmtree(WORK, ignore_errors=True)
 tap.done()
