@@ -556,6 +556,20 @@ if e is not None and c / e < 0.8:
       "an uncompressed checkpoint, `copy_file_range` from the source extents into the output would "
       "match cp (headers written normally); conversions still need the buffer path. Measured by hand "
       "on this busy machine: `--threads 1` 4.96 s, `--threads 2` 1.88 s.".format(c / e))
+for ck, _, label in PEER_CKPTS:
+    e, z = med(pk(ck, "export", "cold", "secs")), med(pk(ck, "z2f", "cold", "secs"))
+    if e is None or z is None:
+        continue
+    same = META.get("peer.%s.same_files" % ck, "").startswith("yes")
+    w("- **zero_to_fp32 ({}, cold)**: {} s and {} of peak RSS for what `zerofs export` writes in {} s "
+      "with {}, {}. It reads {} from the disk where zerofs reads {}: "
+      "torch.load() of each optimizer file brings in the Adam moments with the fp32 masters (DeepSpeed "
+      "0.16+ asks torch.load for mmap=True, which torch 1.13 does not have), and it holds the "
+      "reconstructed state dict in memory before writing.".format(
+          label, fmt(z, 1), mb_kb(med(pk(ck, "z2f", "cold", "rss_kb"))), fmt(e, 1),
+          mb_kb(med(pk(ck, "export", "cold", "rss_kb"))),
+          "byte for byte the same file" if same else "**not the same bytes**", gb(med(pk(ck, "z2f", "cold", "read_bytes"))),
+          gb(med(pk(ck, "export", "cold", "read_bytes")))))
 w("- Where the serving time goes (profile above): the daemon's samples are kernel copies "
   "(`_copy_to_iter`: `pread` from the source page cache into the reply buffer; `__pi_memcpy`/"
   "`fuse_copy_folio`: `writev` of the reply into the FUSE page cache); zerofs's own user-space code "
