@@ -955,10 +955,10 @@ static int run(struct pk_reader *r, const struct zf_pv **root)
 
 static void reader_release(struct pk_reader *r)
 {
-	free(r->stack);
-	free(r->marks);
-	free(r->memo);
-	free(r->dicts);
+	pk_work_free(r->stack, r->stack_cap * sizeof(*r->stack));
+	pk_work_free(r->marks, r->marks_cap * sizeof(*r->marks));
+	pk_work_free(r->memo, r->memo_cap * sizeof(*r->memo));
+	pk_work_free(r->dicts, r->dicts_cap * sizeof(*r->dicts));
 	pk_storages_release(r);
 	r->stack = NULL;
 	r->marks = NULL;

@@ -142,8 +142,13 @@ void pk_mem_release(size_t keep);
 int pk_work_grow(struct pk_reader *r, void *pitems, size_t *cap, size_t need,
 		 size_t elem, size_t min, bool zero);
 
-/* Charges (or with a negative n, returns) work bytes that are not in a
- * work array: a scratch table that lives for one step. */
+/* Memory for work arrays (see pickle_mem.c: big ones are mappings of
+ * their own); pk_work_free() needs the size they were allocated with. */
+void *pk_work_alloc(size_t bytes, bool zero);
+void pk_work_free(void *p, size_t bytes);
+
+/* Charges (pk_work_uncharge: gives back) work bytes that are not in a
+ * work array grown by pk_work_grow(): a table allocated whole. */
 int pk_work_charge(struct pk_reader *r, size_t n);
 void pk_work_uncharge(struct pk_reader *r, size_t n);
 

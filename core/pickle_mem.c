@@ -9,7 +9,7 @@
  * budget, whatever the input: the budget is the least of
  *
  *  - ZF_PICKLE_BYTES_PER_BYTE times the input's size, plus
- *    ZF_PICKLE_MIN_BYTES (the input bound: real pickles need 4 to 8
+ *    ZF_PICKLE_MIN_BYTES (the input bound: torch's pickles need 6 to 9
  *    times their size, see pickle.h; a pickle that needs more is not one
  *    torch wrote, and fails with ZF_EFORMAT);
  *  - the caller's max_bytes;
@@ -28,6 +28,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "grow.h"
 #include "pickle_i.h"
@@ -102,6 +104,7 @@ void zf_pickle_set_memory_cap(size_t bytes)
 	pthread_once(&mem.once, mem_init);
 	pthread_mutex_lock(&mem.lock);
 	mem.cap = bytes >= ZF_PICKLE_MIN_BYTES ? bytes : ZF_PICKLE_MEMORY_CAP;
+	mem.peak = mem.held;
 	pthread_cond_broadcast(&mem.freed);
 	pthread_mutex_unlock(&mem.lock);
 }
@@ -214,6 +217,63 @@ void pk_work_uncharge(struct pk_reader *r, size_t n)
 	pk_mem_sync(r);
 }
 
+/*
+ * Work arrays of PK_WORK_MAP_MIN bytes and more get a mapping of their
+ * own, returned to the system the moment it is freed. malloc would keep
+ * freed memory in the arena of the thread that used it, and with many
+ * threads parsing one after the other, memory no parse holds any more
+ * would still be resident, outside the cap.
+ */
+#define PK_WORK_MAP_MIN ((size_t)256 << 10)
+
+static size_t page_round(size_t bytes)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (bytes + page - 1) & ~(page - 1);
+}
+
+void *pk_work_alloc(size_t bytes, bool zero)
+{
+	void *p;
+
+	if (bytes < PK_WORK_MAP_MIN)
+		return zero ? calloc(1, bytes ? bytes : 1) : malloc(bytes ? bytes : 1);
+	p = mmap(NULL, page_round(bytes), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p; /* zeroed by the kernel */
+}
+
+void pk_work_free(void *p, size_t bytes)
+{
+	if (!p)
+		return;
+	if (bytes < PK_WORK_MAP_MIN)
+		free(p);
+	else
+		munmap(p, page_round(bytes));
+}
+
+/* Grows p from old to bytes (> old), keeping its contents; the new part
+ * is not zeroed. NULL on failure, p untouched. */
+static void *work_resize(void *p, size_t old, size_t bytes)
+{
+	void *q;
+
+	if (bytes < PK_WORK_MAP_MIN)
+		return realloc(p, bytes);
+	if (p && old >= PK_WORK_MAP_MIN) {
+		q = mremap(p, page_round(old), page_round(bytes), MREMAP_MAYMOVE);
+		return q == MAP_FAILED ? NULL : q;
+	}
+	q = pk_work_alloc(bytes, false);
+	if (q && old)
+		memcpy(q, p, old);
+	if (q)
+		pk_work_free(p, old);
+	return q;
+}
+
 int pk_work_grow(struct pk_reader *r, void *pitems, size_t *cap, size_t need,
 		 size_t elem, size_t min, bool zero)
 {
@@ -231,7 +291,7 @@ int pk_work_grow(struct pk_reader *r, void *pitems, size_t *cap, size_t need,
 	if (pk_work_charge(r, (to - *cap) * elem))
 		return r->status;
 	memcpy(&old, pitems, sizeof(old));
-	p = realloc(old, to * elem);
+	p = work_resize(old, *cap * elem, to * elem);
 	if (!p) {
 		pk_work_uncharge(r, (to - *cap) * elem);
 		r->arena->over_cap = false;

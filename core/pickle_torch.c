@@ -481,7 +481,7 @@ static int storage_table_grow(struct pk_reader *r)
 		return pk_bad(r, ZF_ENOMEM, "makes a table too large");
 	if (pk_work_charge(r, bytes))
 		return r->status;
-	r->storages = calloc(cap, sizeof(*r->storages));
+	r->storages = pk_work_alloc(bytes, true);
 	if (!r->storages) {
 		r->storages = old;
 		pk_work_uncharge(r, bytes);
@@ -492,7 +492,7 @@ static int storage_table_grow(struct pk_reader *r)
 		if (old[i].key)
 			*storage_slot(r, old[i].key, old[i].key_len,
 				      old[i].hash) = old[i];
-	free(old);
+	pk_work_free(old, old_cap * sizeof(*old));
 	pk_work_uncharge(r, old_cap * sizeof(*old));
 	return 0;
 }
@@ -675,9 +675,10 @@ int pk_storages_finish(struct pk_reader *r, struct zf_pickle *p)
 
 void pk_storages_release(struct pk_reader *r)
 {
-	free(r->storages);
-	free(r->by_num);
-	free(r->storage_list);
+	pk_work_free(r->storages, r->storage_cap * sizeof(*r->storages));
+	pk_work_free(r->by_num, r->by_num_cap * sizeof(*r->by_num));
+	pk_work_free(r->storage_list,
+		     r->storage_list_cap * sizeof(*r->storage_list));
 	r->storages = NULL;
 	r->by_num = NULL;
 	r->storage_list = NULL;

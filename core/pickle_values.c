@@ -373,12 +373,12 @@ int pk_fold_duplicates(struct pk_reader *r)
 			want *= 2;
 		if (want > nslots) {
 			pk_work_uncharge(r, nslots * sizeof(*slots));
-			free(slots);
+			pk_work_free(slots, nslots * sizeof(*slots));
 			slots = NULL;
 			nslots = 0;
 			if ((rc = pk_work_charge(r, want * sizeof(*slots))))
 				goto out;
-			slots = malloc(want * sizeof(*slots));
+			slots = pk_work_alloc(want * sizeof(*slots), false);
 			if (!slots) {
 				pk_work_uncharge(r, want * sizeof(*slots));
 				rc = pk_bad(r, ZF_ENOMEM, "ran out of memory");
@@ -413,7 +413,7 @@ int pk_fold_duplicates(struct pk_reader *r)
 	}
 out:
 	pk_work_uncharge(r, nslots * sizeof(*slots));
-	free(slots);
+	pk_work_free(slots, nslots * sizeof(*slots));
 	return rc;
 }
 

@@ -38,22 +38,25 @@
  * Memory. Every byte a parse allocates (the tree and its work tables) is
  * charged to a budget before it is taken; the budget is the least of
  *  - ZF_PICKLE_BYTES_PER_BYTE bytes per byte of input, plus
- *    ZF_PICKLE_MIN_BYTES: torch.save pickles need 4 to 8 (measured on the
- *    real fixtures and on a 20,000-tensor, 64-rank checkpoint, whose 5 MB
- *    model states pickle parses into 35 MB), so a pickle that needs more
- *    was not written by torch, and fails with ZF_EFORMAT. A parse thus
- *    never holds more than ZF_PICKLE_BYTES_PER_BYTE + 1 times its input
- *    (counting the input) plus 1 MiB;
+ *    ZF_PICKLE_MIN_BYTES: torch.save pickles need 6 to 9 at their peak
+ *    (measured on the real and field fixtures and on a 20,000-tensor,
+ *    64-rank checkpoint, whose 5 MB model states pickle peaks at 37 MB),
+ *    so a pickle that needs more was not written by torch, and fails
+ *    with ZF_EFORMAT. With its input, a parse thus never holds more than
+ *    ZF_PICKLE_BYTES_PER_BYTE + 1 times the input's size plus 1 MiB;
  *  - the caller's max_bytes (ZF_ENOMEM);
  *  - what the process-wide cap leaves: all parses in flight (their whole
  *    budget) and all trees not yet freed (what they hold) share one cap,
  *    ZF_PICKLE_MEMORY_CAP unless the environment variable
- *    ZEROFS_PICKLE_MEMORY (bytes, or with a K, M, G or T suffix) or
- *    zf_pickle_set_memory_cap() says otherwise. A parse that finds the cap
+ *    ZEROFS_PICKLE_MEMORY (bytes, or with a K, M, G or T suffix; read at
+ *    the first parse, ignored when it is no size or below
+ *    ZF_PICKLE_MIN_BYTES) or zf_pickle_set_memory_cap() says otherwise. A parse that finds the cap
  *    short waits while other parses run, and fails (ZF_ENOMEM) only when
  *    none runs and it needs more than is left. However many threads parse
  *    at once, pickle memory stays under the cap.
- * Each message says which of the three bounds was hit.
+ * Each message says which of the three bounds was hit. Outside the cap:
+ * the input bytes themselves (the caller's), and up to 32 MiB of freed
+ * arena chunks the process keeps for the next parse (zf_arena_trim()).
  *
  * All memory of a parse lives in one arena owned by struct zf_pickle and
  * is freed by zf_pickle_free(); values are read-only for callers. The tree
@@ -266,7 +269,7 @@ void zf_pickle_set_memory_cap(size_t bytes);
 struct zf_pickle_memory {
 	size_t cap;	  /* bytes */
 	size_t held;	  /* reserved by parses in flight + held by trees */
-	size_t peak;	  /* most held at once since the process started */
+	size_t peak;	  /* most held at once since the cap was last set */
 	unsigned parsing; /* parses in flight */
 	unsigned waits;	  /* times a parse waited for the cap */
 };
