@@ -10,7 +10,10 @@
 PREFIX ?= /usr/local
 prefix ?= $(PREFIX)
 bindir ?= $(prefix)/bin
-mandir ?= $(prefix)/share/man
+sbindir ?= $(prefix)/sbin
+datadir ?= $(prefix)/share
+mandir ?= $(datadir)/man
+bashcompdir ?= $(datadir)/bash-completion/completions
 man1dir ?= $(mandir)/man1
 DESTDIR ?=
 INSTALL ?= install
@@ -120,13 +123,22 @@ valgrind: tests ## run the core unit tests under valgrind (memcheck)
 bench: zerofs ## run the benchmarks, results in bench/RESULTS.md
 	$(Q)PYTHON=$(PYTHON) bench/run.sh
 
-install: zerofs ## install zerofs and its man page under DESTDIR/PREFIX
-	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(man1dir)
+# mount(8) finds helpers in /sbin only: with prefix=/usr the links below
+# make 'mount -t zerofs' and fstab lines work directly; with /usr/local,
+# type fuse.zerofs still works through mount.fuse3, which runs zerofs
+# from PATH (zerofs(1), FSTAB AND SYSTEMD).
+install: zerofs ## install zerofs, mount.zerofs, the man page and bash completion
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(sbindir) $(DESTDIR)$(man1dir) $(DESTDIR)$(bashcompdir)
 	$(INSTALL_PROGRAM) zerofs $(DESTDIR)$(bindir)/zerofs
+	ln -sf "$$(realpath -m --relative-to=$(sbindir) $(bindir))/zerofs" $(DESTDIR)$(sbindir)/mount.zerofs
+	ln -sf "$$(realpath -m --relative-to=$(sbindir) $(bindir))/zerofs" $(DESTDIR)$(sbindir)/mount.fuse.zerofs
 	$(INSTALL_DATA) man/zerofs.1 $(DESTDIR)$(man1dir)/zerofs.1
+	$(INSTALL_DATA) scripts/completion.bash $(DESTDIR)$(bashcompdir)/zerofs
 
 uninstall:
-	rm -f $(DESTDIR)$(bindir)/zerofs $(DESTDIR)$(man1dir)/zerofs.1
+	rm -f $(DESTDIR)$(bindir)/zerofs $(DESTDIR)$(sbindir)/mount.zerofs \
+		$(DESTDIR)$(sbindir)/mount.fuse.zerofs $(DESTDIR)$(man1dir)/zerofs.1 \
+		$(DESTDIR)$(bashcompdir)/zerofs
 
 lint-man: ## check the man page with mandoc
 	mandoc -Tlint -Wwarning man/zerofs.1

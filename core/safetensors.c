@@ -4,8 +4,8 @@
  * save_pretrained() would write, computed from names, dtypes and shapes
  * alone (safetensors.h). The truth is safetensors' tensor.rs (prepare()
  * and Metadata's Serialize, with serde_json's compact formatter),
- * huggingface_hub's split_state_dict_into_shards_factory() and
- * parse_size_to_int(), and Python's json.dumps(indent=2, sort_keys=True)
+ * huggingface_hub's split_state_dict_into_shards_factory(),
+ * transformers' convert_file_size_to_int(), and Python's json.dumps(indent=2, sort_keys=True)
  * for the index; HF-CONVENTIONS.md §3-§5 sums them up. The JSON text is
  * written here by hand because no library lays it out byte for byte the
  * same way (cJSON's spacing differs from both serde_json and Python).
@@ -499,93 +499,93 @@ out:
 
 /* ---- shard size ------------------------------------------------------ */
 
+/* Python's str.isspace() for ASCII: int() strips these. */
+static bool py_space(char c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+/*
+ * Python's int(s[0..len)) for ASCII text: surrounding whitespace, one
+ * optional sign, decimal digits with single underscores between them
+ * ("1_000"). Sets *neg and the magnitude *v; false when int() would raise
+ * (or, *big set, when the magnitude does not fit in 64 bits).
+ */
+static bool py_int(const char *s, size_t len, bool *neg, uint64_t *v, bool *big)
+{
+	size_t i = 0, digits = 0;
+
+	*neg = *big = false;
+	*v = 0;
+	while (len && py_space(s[len - 1]))
+		len--;
+	while (i < len && py_space(s[i]))
+		i++;
+	if (i < len && (s[i] == '+' || s[i] == '-'))
+		*neg = s[i++] == '-';
+	for (; i < len; i++) {
+		if (s[i] == '_') {
+			/* Only between two digits. */
+			if (!digits || i + 1 >= len || s[i + 1] < '0' || s[i + 1] > '9')
+				return false;
+			continue;
+		}
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		digits++;
+		if (__builtin_mul_overflow(*v, 10, v) ||
+		    __builtin_add_overflow(*v, (uint64_t)(s[i] - '0'), v))
+			*big = true;
+	}
+	return digits && !*big;
+}
+
+static bool ends_with_ci(const char *s, size_t len, const char *suffix)
+{
+	size_t n = strlen(suffix);
+
+	return len >= n && !strncasecmp(s + len - n, suffix, n);
+}
+
 int zf_parse_size(const char *s, uint64_t *bytes, struct zf_error *err)
 {
+	/* Binary units first: "5KiB" also ends in a case-blind "B". */
 	static const struct {
 		const char *unit;
-		double mult;
+		uint64_t mult;
+		bool bits; /* a lowercase final 'b' counts bits */
 	} units[] = {
-		{ "TB", 1e12 }, { "GB", 1e9 }, { "MB", 1e6 }, { "KB", 1e3 },
+		{ "GIB", (uint64_t)1 << 30, false }, { "MIB", (uint64_t)1 << 20, false },
+		{ "KIB", (uint64_t)1 << 10, false }, { "GB", 1000000000, true },
+		{ "MB", 1000000, true },	     { "KB", 1000, true },
 	};
-	const char *p = s, *end;
-	char num[64];
-	size_t len, i = 0, digits = 0;
-	double mult = 0, v;
+	size_t len = s ? strlen(s) : 0, num = len;
+	uint64_t mult = 1, v;
+	bool neg, big, bits = false;
 
-	if (!s)
-		return zf_fail(err, ZF_EUSAGE, "no size given");
-	while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
-		p++;
-	end = p + strlen(p);
-	while (end > p && (end[-1] == ' ' || (end[-1] >= '\t' &&
-					      end[-1] <= '\r')))
-		end--;
-	len = (size_t)(end - p);
-	if (len == 0)
-		return zf_fail(err, ZF_EUSAGE, "empty size '%s'", s);
-
-	/* A plain byte count, as the hub takes an int. */
-	if (strspn(p, "0123456789") == len) {
-		uint64_t v64 = 0;
-
-		for (i = 0; i < len; i++)
-			if (__builtin_mul_overflow(v64, 10, &v64) ||
-			    __builtin_add_overflow(v64, (uint64_t)(p[i] - '0'),
-						   &v64))
-				return zf_fail(err, ZF_EUSAGE,
-					       "size '%s' is too large", s);
-		*bytes = v64;
-		return ZF_OK;
-	}
-
-	/* Otherwise NUMBER UNIT: the hub upper-cases the last two
-	 * characters, so "5gb" works but "5GiB" does not. */
-	if (len >= 2)
-		for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++)
-			if (!strncasecmp(end - 2, units[u].unit, 2))
-				mult = units[u].mult;
-	if (mult == 0)
+	for (size_t u = 0; s && u < sizeof(units) / sizeof(units[0]); u++)
+		if (ends_with_ci(s, len, units[u].unit)) {
+			mult = units[u].mult;
+			num = len - strlen(units[u].unit);
+			bits = units[u].bits && s[len - 1] == 'b';
+			break;
+		}
+	if (!s || !py_int(s, num, &neg, &v, &big)) {
+		if (s && big)
+			return zf_fail(err, ZF_EUSAGE, "'%s' is too large", s);
 		return zf_fail(err, ZF_EUSAGE,
-			       "size '%s' needs a unit: TB, GB, MB or KB "
-			       "(decimal), or a plain byte count", s);
-	end -= 2;
-	while (end > p && (end[-1] == ' ' || (end[-1] >= '\t' &&
-					      end[-1] <= '\r')))
-		end--;
-	len = (size_t)(end - p);
-	/* What Python's float() takes, less inf/nan, underscores and signs
-	 * (a negative size makes no sense): digits [. digits] [e [+-]
-	 * digits]. Checked here because strtod also takes hex and inf. */
-	if (len == 0 || len >= sizeof(num))
-		return zf_fail(err, ZF_EUSAGE, "bad size '%s'", s);
-	memcpy(num, p, len);
-	num[len] = '\0';
-	while (num[i] >= '0' && num[i] <= '9')
-		i++, digits++;
-	if (num[i] == '.') {
-		i++;
-		while (num[i] >= '0' && num[i] <= '9')
-			i++, digits++;
+			       "'%s' is not a size: give bytes, or an integer with GiB, MiB, KiB, GB, MB or KB (a lowercase b counts bits: 5Gb is 625000000 bytes)",
+			       s ? s : "");
 	}
-	if (digits && (num[i] == 'e' || num[i] == 'E')) {
-		size_t exp_digits = 0;
-
-		i++;
-		if (num[i] == '+' || num[i] == '-')
-			i++;
-		while (num[i] >= '0' && num[i] <= '9')
-			i++, exp_digits++;
-		if (!exp_digits)
-			digits = 0;
-	}
-	if (!digits || num[i])
-		return zf_fail(err, ZF_EUSAGE, "bad size '%s'", s);
-	v = strtod(num, NULL);
-	/* int(value * multiplier) in Python: the product rounded as a
-	 * double, then truncated. */
-	v *= mult;
-	if (!(v < 18446744073709551616.0))
-		return zf_fail(err, ZF_EUSAGE, "size '%s' is too large", s);
-	*bytes = (uint64_t)v;
+	if (neg || !v)
+		return zf_fail(err, ZF_EUSAGE, "'%s': a shard size must be more than 0 bytes", s);
+	if (__builtin_mul_overflow(v, mult, &v))
+		return zf_fail(err, ZF_EUSAGE, "'%s' is too large", s);
+	/* transformers: int_size // 8 (a floor, exact for positive sizes). */
+	if (bits)
+		v /= 8;
+	if (!v)
+		return zf_fail(err, ZF_EUSAGE, "'%s': a shard size must be more than 0 bytes", s);
+	*bytes = v;
 	return ZF_OK;
 }

@@ -5,7 +5,6 @@
  * progress bar, and turns SIGINT/SIGTERM/SIGHUP into a clean stop: the
  * export removes its temporary files and exits 128 + the signal number.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +24,9 @@ static const char export_usage[] =
 	"  --force               replace files already in OUT\n"
 	"  --no-fsync            do not flush the files to disk before renaming them\n"
 	"  -q, --quiet           no progress bar and no summary\n"
-	"  -h, --help            show this help\n";
+	"  -h, --help            show this help\n\n"
+	"examples:\n"
+	"  zerofs export out/checkpoint-1000 /srv/model-fp16 --dtype fp16 --max-shard-size 2GiB\n";
 
 static volatile sig_atomic_t stop_signal;
 
@@ -55,77 +56,81 @@ static void restore_signals(const struct sigaction *old)
 		sigaction(sigs[i], &old[i], NULL);
 }
 
+struct export_args {
+	struct serve_opts so;
+	struct zf_export_options eo;
+	bool quiet;
+};
+
+static int on_opt(void *ctx, int c, const char *arg)
+{
+	struct export_args *a = ctx;
+
+	switch (c) {
+	case 2000:
+		return cli_number("export", "threads", arg, 1, ZF_EXPORT_MAX_THREADS,
+				  &a->eo.threads);
+	case 2001:
+		a->eo.force = true;
+		return CLI_GO_ON;
+	case 2002:
+		a->eo.no_fsync = true;
+		return CLI_GO_ON;
+	case 'q':
+		a->quiet = true;
+		return CLI_GO_ON;
+	}
+	return serve_opt(&a->so, c, arg, "export");
+}
+
+static const struct option export_opts[] = {
+	SERVE_LONG_OPTS,
+	{ "threads", required_argument, NULL, 2000 },
+	{ "force", no_argument, NULL, 2001 },
+	{ "no-fsync", no_argument, NULL, 2002 },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct cli_cmd export_cmd = {
+	"export", export_usage, "qh", export_opts, 2, 2,
+	"expected a checkpoint folder and an output folder",
+};
+
 int cmd_export(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		SERVE_LONG_OPTS,
-		{ "threads", required_argument, NULL, 2000 },
-		{ "force", no_argument, NULL, 2001 },
-		{ "no-fsync", no_argument, NULL, 2002 },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct serve_opts so = { 0 };
-	struct zf_export_options eo = { 0 };
+	struct export_args a = { 0 };
 	struct zf_error err = { 0 };
 	struct zf_ckpt *ck = NULL;
 	struct zf_hfdir *dir = NULL;
 	struct sigaction old[3];
 	struct progress bar;
-	bool quiet = false;
-	char size[32], rate[32];
+	char size[32], rate[32], *args[CLI_MAX_ARGS];
 	const char *out;
 	double secs;
-	int c, rc;
+	int nargs, rc;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-		switch (c) {
-		case 2000:
-			rc = cli_number("export", "threads", optarg, 1,
-					ZF_EXPORT_MAX_THREADS, &eo.threads);
-			if (rc)
-				return rc;
-			break;
-		case 2001:
-			eo.force = true;
-			break;
-		case 2002:
-			eo.no_fsync = true;
-			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'h':
-			fputs(export_usage, stdout);
-			return ZF_EXIT_OK;
-		default:
-			rc = serve_opt(&so, c, optarg, "export");
-			if (rc)
-				return rc;
-		}
-	}
-	if (optind != argc - 2)
-		return cli_usage("export", "expected a checkpoint folder and an output folder");
-	out = argv[optind + 1];
+	rc = cli_parse(&export_cmd, argc, argv, on_opt, &a, args, &nargs, NULL);
+	if (rc != CLI_GO_ON)
+		return rc;
+	out = args[1];
 	if (!out[0])
 		return cli_usage("export", "the output folder name is empty");
 
-	rc = serve_open(argv[optind], &so, &ck, &dir);
+	rc = serve_open(args[0], &a.so, &ck, &dir);
 	if (rc)
 		goto out;
-	if (!quiet && !dir->config_source)
-		fprintf(stderr,
-			"zerofs: no config.json found%s%s; loaders need one: add --config DIR (e.g. the base model's folder)\n",
-			ck->hf_dir ? " in " : "", ck->hf_dir ? ck->hf_dir : "");
+	if (!a.quiet && !dir->config_source)
+		cli_error("no config.json found%s%s; loaders need one: add --config DIR (e.g. the base model's folder)",
+			  ck->hf_dir ? " in " : "", ck->hf_dir ? ck->hf_dir : "");
 
-	progress_init(&bar, "export", !quiet);
-	eo.progress = progress_update;
-	eo.progress_arg = &bar;
-	eo.stop = &stop_signal;
+	progress_init(&bar, "export", !a.quiet);
+	a.eo.progress = progress_update;
+	a.eo.progress_arg = &bar;
+	a.eo.stop = &stop_signal;
 	catch_signals(old);
-	rc = zf_export(dir, out, &eo, &err);
+	rc = zf_export(dir, out, &a.eo, &err);
 	restore_signals(old);
 	progress_end(&bar);
 	if (stop_signal) {
@@ -138,8 +143,8 @@ int cmd_export(int argc, char **argv)
 		goto out;
 	}
 	secs = progress_elapsed(&bar);
-	if (!quiet)
-		fprintf(stderr, "zerofs: exported %zu file%s (%s, %zu shard%s, %s) to '%s' in %.1f s (%s/s)\n",
+	if (!a.quiet)
+		cli_error("exported %zu file%s (%s, %zu shard%s, %s) to '%s' in %.1f s (%s/s)",
 			dir->n_files, dir->n_files == 1 ? "" : "s",
 			zf_dtype_torch_name(dir->dtype), dir->n_shards,
 			dir->n_shards == 1 ? "" : "s",

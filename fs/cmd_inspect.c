@@ -5,7 +5,6 @@
  * metadata only, so it answers at once on a checkpoint of any size.
  */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,12 +15,15 @@
 #include "zerofs/ckpt.h"
 
 static const char inspect_usage[] =
-	"usage: zerofs inspect CKPT [--tag TAG] [--json] [--extents]\n\n"
+	"usage: zerofs inspect CKPT [--tag TAG] [--json [--extents]]\n\n"
 	"Shows what a DeepSpeed ZeRO checkpoint holds, reading metadata only.\n\n"
 	"  -t, --tag TAG   read this tag folder instead of the one 'latest' names\n"
 	"  -j, --json      print one JSON object (described in zerofs(1))\n"
 	"  -e, --extents   with --json: add each tensor's byte ranges in the source files\n"
-	"  -h, --help      show this help\n";
+	"  -h, --help      show this help\n\n"
+	"examples:\n"
+	"  zerofs inspect out/checkpoint-1000\n"
+	"  zerofs inspect out/checkpoint-1000 --json --extents\n";
 
 static void shape_str(const struct zf_tensor *t, char *buf, size_t size)
 {
@@ -55,16 +57,16 @@ static void print_text(const struct zf_ckpt *ck)
 		const struct zf_tensor *t = &ck->tensors[i];
 
 		counts[t->kind]++;
-		if (strlen(t->name) > w)
-			w = strlen(t->name);
+		if (strlen(cli_esc(t->name)) > w)
+			w = strlen(cli_esc(t->name));
 		if (t->kind == ZF_KIND_ALIAS)
 			continue;
 		fp32 += t->numel * (zf_dtype_is_float(t->model_dtype) ? 4 : zf_dtype_size(t->model_dtype));
 		native += t->numel * zf_dtype_size(t->model_dtype);
 	}
-	printf("checkpoint   %s (%s)\n", ck->path, zf_layout_str(ck->layout));
-	printf("tag          %s\n", ck->tag);
-	printf("deepspeed    %s\n", ck->ds_version[0] ? ck->ds_version : "unknown");
+	printf("checkpoint   %s (%s)\n", cli_esc(ck->path), zf_layout_str(ck->layout));
+	printf("tag          %s\n", cli_esc(ck->tag));
+	printf("deepspeed    %s\n", ck->ds_version[0] ? cli_esc(ck->ds_version) : "unknown");
 	printf("zero stage   %d\n", ck->stage);
 	printf("world size   %u\n", ck->world_size);
 	printf("optimizer    %s\n", optimizer_str(ck));
@@ -74,7 +76,7 @@ static void print_text(const struct zf_ckpt *ck)
 	printf("files        %zu, %s\n", ck->n_sources,
 	       cli_human_size(files_bytes, a, sizeof(a)));
 	for (size_t i = 0; i < ck->n_sources; i++)
-		printf("  %-52s %14" PRIu64 "\n", ck->sources[i].name, ck->sources[i].size);
+		printf("  %-52s %14" PRIu64 "\n", cli_esc(ck->sources[i].name), ck->sources[i].size);
 	printf("tensors      %zu (%zu params, %zu frozen, %zu buffers, %zu tied)\n",
 	       ck->n_tensors, counts[ZF_KIND_PARAM], counts[ZF_KIND_FROZEN],
 	       counts[ZF_KIND_BUFFER], counts[ZF_KIND_ALIAS]);
@@ -87,11 +89,11 @@ static void print_text(const struct zf_ckpt *ck)
 		char shape[256];
 
 		shape_str(t, shape, sizeof(shape));
-		printf("%-*s  %-6s  %-9s  %-16s %s", (int)w, t->name, zf_kind_str(t->kind),
+		printf("%-*s  %-6s  %-9s  %-16s %s", (int)w, cli_esc(t->name), zf_kind_str(t->kind),
 		       zf_dtype_torch_name(t->src_dtype), shape,
 		       zf_dtype_torch_name(t->model_dtype));
 		if (t->kind == ZF_KIND_ALIAS)
-			printf("  (tied to %s)", ck->tensors[t->alias_of].name);
+			printf("  (tied to %s)", cli_esc(ck->tensors[t->alias_of].name));
 		printf("\n");
 	}
 }
@@ -168,45 +170,57 @@ static int print_json(const struct zf_ckpt *ck, bool extents)
 	return ZF_EXIT_OK;
 }
 
+struct inspect_args {
+	struct zf_ckpt_options o;
+	bool json, extents;
+};
+
+static int on_opt(void *ctx, int c, const char *arg)
+{
+	struct inspect_args *a = ctx;
+
+	switch (c) {
+	case 't':
+		a->o.tag = arg;
+		break;
+	case 'j':
+		a->json = true;
+		break;
+	case 'e':
+		a->extents = true;
+		break;
+	}
+	return CLI_GO_ON;
+}
+
+static const struct option inspect_opts[] = {
+	{ "tag", required_argument, NULL, 't' },
+	{ "json", no_argument, NULL, 'j' },
+	{ "extents", no_argument, NULL, 'e' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct cli_cmd inspect_cmd = {
+	"inspect", inspect_usage, "t:jeh", inspect_opts, 1, 1, "expected one checkpoint folder",
+};
+
 int cmd_inspect(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "tag", required_argument, NULL, 't' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "extents", no_argument, NULL, 'e' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct zf_ckpt_options o = { 0 };
+	struct inspect_args a = { 0 };
 	struct zf_error err = { 0 };
 	struct zf_ckpt *ck;
-	bool json = false, extents = false;
-	int c, rc;
+	char *args[CLI_MAX_ARGS];
+	int nargs, rc;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "+t:jeh", opts, NULL)) != -1) {
-		switch (c) {
-		case 't':
-			o.tag = optarg;
-			break;
-		case 'j':
-			json = true;
-			break;
-		case 'e':
-			extents = true;
-			break;
-		case 'h':
-			fputs(inspect_usage, stdout);
-			return ZF_EXIT_OK;
-		default:
-			return cli_usage("inspect", NULL);
-		}
-	}
-	if (optind != argc - 1)
-		return cli_usage("inspect", "expected one checkpoint folder");
-	if (zf_ckpt_open(argv[optind], &o, &ck, &err))
+	rc = cli_parse(&inspect_cmd, argc, argv, on_opt, &a, args, &nargs, NULL);
+	if (rc != CLI_GO_ON)
+		return rc;
+	if (a.extents && !a.json)
+		return cli_usage("inspect", "--extents adds to --json's output: give both");
+	if (zf_ckpt_open(args[0], &a.o, &ck, &err))
 		return cli_report(&err);
-	rc = json ? print_json(ck, extents) : (print_text(ck), ZF_EXIT_OK);
+	rc = a.json ? print_json(ck, a.extents) : (print_text(ck), ZF_EXIT_OK);
 	zf_ckpt_free(ck);
 	return rc;
 }

@@ -1,105 +1,80 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * zerofs mount: serve a checkpoint as a Hugging Face model directory.
+ * zerofs mount, and mount.zerofs (mount(8)'s helper): serve a checkpoint
+ * as a Hugging Face model directory.
  *
  * Everything that can fail on bad input fails before mounting (opening
  * the checkpoint and building the directory), so a bad checkpoint never
- * yields a mount that answers with wrong bytes. Then: mount, raise the
- * mount's readahead window (the kernel's 128 KiB default turns mmap
- * readers into 4-64 KiB requests, PERF-NOTES.md §2.4), detach unless -f
- * (the parent returns once the mount exists), and serve with a
- * multithreaded loop until unmounted or signalled.
+ * yields a mount that answers with wrong bytes. Then: mount (type
+ * fuse.zerofs, source the checkpoint's absolute path, so df, findmnt and
+ * mount(8) tell mounts apart), raise the mount's readahead window (the
+ * kernel's 128 KiB default turns mmap readers into 4-64 KiB requests,
+ * PERF-NOTES.md §2.4), detach unless -f (the parent returns once the
+ * mount exists), and serve with a multithreaded loop until unmounted or
+ * signalled.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "fuse_ops.h"
-#include "serve_opts.h"
+#include "log.h"
+#include "mount_opts.h"
+#include "mountinfo.h"
 
-#define READAHEAD_KB 1024
+#define ZEROFS_VERSION_XATTR "0.1.0"
 
 static const char mount_usage[] =
 	"usage: zerofs mount CKPT MOUNTPOINT [options]\n\n"
 	"Serves the DeepSpeed ZeRO checkpoint CKPT, read-only, as a Hugging Face model\n"
-	"directory at MOUNTPOINT. Returns once the mount is ready.\n\n" SERVE_HELP
+	"directory at MOUNTPOINT (a folder). Returns once the mount is ready.\n\n" SERVE_HELP
+	"  -o OPTIONS            comma separated: FUSE options (allow_other, ...),\n"
+	"                        uid=N, gid=N, umask=M (as sshfs), and any option above\n"
+	"                        as key=value (dtype=bf16, max_shard_size=2GB, log=FILE)\n"
 	"  -f, --foreground      stay in the foreground (log to stderr)\n"
-	"  -o OPTIONS            FUSE mount options, comma separated (e.g. allow_other)\n"
+	"  --log FILE            log here (default: stderr with -f; else syslog, or\n"
+	"                        ~/.local/state/zerofs/zerofs.log where none listens)\n"
 	"  --threads N           serving threads (default 8)\n"
 	"  --readahead KB        kernel readahead window of the mount (default 1024; 0 keeps\n"
 	"                        the kernel's); needs root\n"
 	"  -d, --debug           print every FUSE request (implies -f)\n"
-	"  -h, --help            show this help\n";
+	"  -h, --help            show this help\n\n"
+	"examples:\n"
+	"  zerofs mount out/checkpoint-1000 /mnt/model --dtype bf16\n"
+	"  zerofs mount out/checkpoint-1000 /mnt/model -o allow_other,umask=027,dtype=bf16\n";
 
-/* The bdi "MAJ:MIN" of the mount at mnt, from /proc/self/mountinfo (a
- * stat() of the mount point would wait on ourselves: we are not serving
- * yet). */
-static int mount_bdi(const char *mnt, char *bdi, size_t size)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[8192];
-	int found = 0;
+static const char helper_usage[] =
+	"usage: mount.zerofs CKPT MOUNTPOINT [-sfnv] [-o OPTIONS]\n\n"
+	"mount(8)'s helper for file systems of type zerofs or fuse.zerofs (fstab,\n"
+	"systemd mount units): 'zerofs mount CKPT MOUNTPOINT -o OPTIONS' in the\n"
+	"background, see 'zerofs mount --help' for OPTIONS. -f checks everything but\n"
+	"mounts nothing; -s, -n and -v are accepted and ignored.\n";
 
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		char dev[64], point[PATH_MAX];
-
-		if (sscanf(line, "%*s %*s %63s %*s %4095s", dev, point) == 2 &&
-		    !strcmp(point, mnt)) {
-			snprintf(bdi, size, "%s", dev); /* the last match wins */
-			found = 1;
-		}
-	}
-	fclose(f);
-	return found ? 0 : -1;
-}
-
-/* The file system type of the mount at mnt ("fuse.zerofs", ...) into
- * type, or -1 when mnt is not a mount point. */
-static int mount_type(const char *mnt, char *type, size_t size)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[8192];
-	int found = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		char point[PATH_MAX], *sep, fstype[256];
-
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 || strcmp(point, mnt))
-			continue;
-		/* Fields after " - " are: type, source, super options. */
-		sep = strstr(line, " - ");
-		if (sep && sscanf(sep + 3, "%255s", fstype) == 1) {
-			snprintf(type, size, "%s", fstype);
-			found = 0;
-		}
-	}
-	fclose(f);
-	return found;
-}
-
+/* The bdi "MAJ:MIN" of the mount at mnt, from the mount table (a stat()
+ * of the mount point would wait on ourselves: we are not serving yet). */
 static void set_readahead(const char *mnt, unsigned kb)
 {
-	char bdi[64], path[128], val[32];
+	struct mount_info *mi;
+	char path[128], val[32];
 	int fd, n;
 
 	if (!kb)
 		return;
-	if (mount_bdi(mnt, bdi, sizeof(bdi))) {
+	mi = malloc(sizeof(*mi));
+	if (!mi || mount_find(mnt, mi)) {
 		zf_log("cannot find the mount in /proc/self/mountinfo; readahead left as is");
+		free(mi);
 		return;
 	}
-	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", bdi);
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", mi->dev);
+	free(mi);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	n = snprintf(val, sizeof(val), "%u", kb);
 	if (fd < 0 || write(fd, val, (size_t)n) != n)
@@ -109,158 +84,179 @@ static void set_readahead(const char *mnt, unsigned kb)
 		close(fd);
 }
 
-static void describe(const char *ckpt_path, const char *mnt,
-		     const struct zf_ckpt *ck, const struct zf_hfdir *d)
+/* Says what is served where (stderr, and the log when it is elsewhere). */
+static void describe(const char *ckpt, const char *mnt, const struct zf_ckpt *ck,
+		     const struct zf_hfdir *d, bool fake)
 {
-	char size[32];
+	char size[32], line[8192];
 	size_t served = 0;
 
 	for (size_t i = 0; i < d->n_files; i++)
 		served += d->files[i].n_tensors;
-	fprintf(stderr,
-		"zerofs: serving '%s' (tag %s, ZeRO-%d, %u rank%s) at '%s': %zu tensors as %s in %zu shard%s, %s\n",
-		ckpt_path, ck->tag, ck->stage, ck->world_size,
-		ck->world_size == 1 ? "" : "s", mnt, served,
-		zf_dtype_torch_name(d->dtype), d->n_shards,
-		d->n_shards == 1 ? "" : "s",
-		cli_human_size(d->tensor_bytes, size, sizeof(size)));
+	snprintf(line, sizeof(line),
+		 "%s '%s' (tag %s, ZeRO-%d, %u rank%s) at '%s': %zu tensors as %s in %zu shard%s, %s",
+		 fake ? "would serve" : "serving", ckpt, ck->tag, ck->stage, ck->world_size,
+		 ck->world_size == 1 ? "" : "s", mnt, served, zf_dtype_torch_name(d->dtype),
+		 d->n_shards, d->n_shards == 1 ? "" : "s",
+		 cli_human_size(d->tensor_bytes, size, sizeof(size)));
+	cli_error("%s", line);
+	if (strcmp(log_place(), "stderr") && !fake)
+		zf_log("%s", line);
 	if (d->prefix[0])
-		fprintf(stderr, "zerofs: removed the wrapper prefix '%s' from every tensor name\n",
-			d->prefix);
+		cli_error("removed the wrapper prefix '%s' from every tensor name", d->prefix);
 	if (!d->config_source)
-		fprintf(stderr,
-			"zerofs: no config.json found%s%s; loaders need one: add --config DIR (e.g. the base model's folder)\n",
-			ck->hf_dir ? " in " : "", ck->hf_dir ? ck->hf_dir : "");
+		cli_error("no config.json found%s%s; loaders need one: add --config DIR (e.g. the base model's folder)",
+			  ck->hf_dir ? " in " : "", ck->hf_dir ? ck->hf_dir : "");
+	if (!fake)
+		cli_error("logging to %s", log_where());
 }
 
-int cmd_mount(int argc, char **argv)
+/* "fsname=PATH" with libfuse's -o escapes (a comma in a path). */
+static char *fsname_opt(const char *name)
 {
-	static const struct option opts[] = {
-		SERVE_LONG_OPTS,
-		{ "foreground", no_argument, NULL, 'f' },
-		{ "debug", no_argument, NULL, 'd' },
-		{ "threads", required_argument, NULL, 2000 },
-		{ "readahead", required_argument, NULL, 2001 },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct serve_opts so = { 0 };
+	size_t n = 0;
+	char *s = malloc(strlen("fsname=") + 2 * strlen(name) + 1);
+
+	if (!s)
+		return NULL;
+	memcpy(s, "fsname=", 7);
+	n = 7;
+	for (; *name; name++) {
+		if (*name == ',' || *name == '\\')
+			s[n++] = '\\';
+		s[n++] = *name;
+	}
+	s[n] = '\0';
+	return s;
+}
+
+/* Where the mount goes: an existing folder that is not a zerofs mount
+ * already. Returns CLI_GO_ON or the exit code. */
+static int check_mount_point(const char *given, char abs[PATH_MAX])
+{
+	struct mount_info *mi;
+	struct stat st;
+	int rc = CLI_GO_ON;
+
+	if (mount_abspath(given, abs) || stat(abs, &st)) {
+		if (errno == ENOTCONN)
+			cli_error("'%s': a mount whose serving process is gone; 'zerofs umount %s' first",
+				  given, given);
+		else
+			cli_error("'%s': cannot use as a mount point: %s", given, strerror(errno));
+		return ZF_EXIT_USAGE;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		cli_error("'%s': not a folder; a mount point must be a folder", given);
+		return ZF_EXIT_USAGE;
+	}
+	mi = malloc(sizeof(*mi));
+	if (!mi)
+		return ZF_EXIT_SYSTEM;
+	/* Mounting again on a zerofs mount would stack a second one that
+	 * hides the first; say so instead. */
+	if (!mount_find(abs, mi) && mount_is_zerofs(mi)) {
+		cli_error("'%s': already a zerofs mount; 'zerofs umount %s' first", abs, abs);
+		rc = ZF_EXIT_USAGE;
+	}
+	free(mi);
+	return rc;
+}
+
+static int do_mount(struct mount_req *r)
+{
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *cfg = NULL;
 	struct zf_ckpt *ck = NULL;
 	struct zf_hfdir *dir = NULL;
 	struct zf_mount m = { 0 };
-	char mnt[PATH_MAX], fsname[PATH_MAX + 16];
-	bool foreground = false, debug = false;
-	unsigned threads = 8, readahead = READAHEAD_KB;
-	int c, rc;
+	struct zf_xattr xattrs[6];
+	char mnt[PATH_MAX], ckpt_abs[PATH_MAX], pid[24], logerr[4200];
+	char *fsname = NULL;
+	int rc;
 
-	fuse_opt_add_arg(&args, "zerofs");
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "fdo:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'f':
-			foreground = true;
-			break;
-		case 'd':
-			debug = foreground = true;
-			break;
-		case 'o':
-			fuse_opt_add_arg(&args, "-o");
-			fuse_opt_add_arg(&args, optarg);
-			break;
-		case 2000:
-			rc = cli_number("mount", "threads", optarg, 1, 256, &threads);
-			if (rc)
-				goto out;
-			break;
-		case 2001:
-			rc = cli_number("mount", "readahead", optarg, 0, 1048576, &readahead);
-			if (rc)
-				goto out;
-			break;
-		case 'h':
-			fputs(mount_usage, stdout);
-			rc = ZF_EXIT_OK;
-			goto out;
-		default:
-			rc = serve_opt(&so, c, optarg, "mount");
-			if (rc)
-				goto out;
-		}
+	rc = check_mount_point(r->mnt, mnt);
+	if (rc != CLI_GO_ON)
+		return rc;
+	if (log_setup(r->log, r->foreground || r->fake, logerr, sizeof(logerr))) {
+		cli_error("%s", logerr);
+		return ZF_EXIT_USAGE;
 	}
-	if (optind != argc - 2) {
-		rc = cli_usage("mount", "expected a checkpoint folder and a mount point");
-		goto out;
-	}
-	if (!realpath(argv[optind + 1], mnt)) {
-		cli_error("'%s': cannot use as a mount point: %s", argv[optind + 1], strerror(errno));
-		rc = ZF_EXIT_USAGE;
-		goto out;
-	}
-	{
-		char type[256];
-
-		/* Mounting again on a zerofs mount would stack a second one
-		 * that hides the first; say so instead. */
-		if (!mount_type(mnt, type, sizeof(type)) && !strcmp(type, "fuse.zerofs")) {
-			cli_error("'%s': already a zerofs mount; 'zerofs umount %s' first", mnt, mnt);
-			rc = ZF_EXIT_USAGE;
-			goto out;
-		}
-	}
-	rc = serve_open(argv[optind], &so, &ck, &dir);
+	rc = serve_open(r->ckpt, &r->so, &ck, &dir);
 	if (rc)
 		goto out;
+	if (!realpath(r->ckpt, ckpt_abs))
+		snprintf(ckpt_abs, sizeof(ckpt_abs), "%s", r->ckpt);
+	if (r->fake) {
+		describe(ckpt_abs, mnt, ck, dir, true);
+		rc = ZF_EXIT_OK;
+		goto out;
+	}
 
-	snprintf(fsname, sizeof(fsname), "fsname=zerofs:%s", ck->tag);
-	fuse_opt_add_arg(&args, "-o");
-	fuse_opt_add_arg(&args, "ro,default_permissions,subtype=zerofs");
-	fuse_opt_add_arg(&args, "-o");
-	fuse_opt_add_arg(&args, fsname);
-	if (debug)
-		fuse_opt_add_arg(&args, "-d");
-	m.dir = dir;
-	m.readahead_kb = readahead;
-	m.uid = getuid();
-	m.gid = getgid();
-	se = fuse_session_new(&args, &zf_fuse_ops, sizeof(zf_fuse_ops), &m);
-	if (!se) {
-		cli_error("cannot start a FUSE session (bad -o option?)");
+	fsname = fsname_opt(r->fsname ? r->fsname : ckpt_abs);
+	if (!fsname || fuse_opt_add_arg(&args, "zerofs") || fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, "ro,nosuid,nodev,default_permissions,subtype=zerofs") ||
+	    fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, fsname) ||
+	    (r->fuse_opts && (fuse_opt_add_arg(&args, "-o") ||
+			      fuse_opt_add_arg(&args, r->fuse_opts))) ||
+	    (r->debug && fuse_opt_add_arg(&args, "-d"))) {
+		cli_error("out of memory");
 		rc = ZF_EXIT_SYSTEM;
 		goto out;
 	}
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	xattrs[0] = (struct zf_xattr){ "user.zerofs.checkpoint", ckpt_abs };
+	xattrs[1] = (struct zf_xattr){ "user.zerofs.tag", ck->tag };
+	xattrs[2] = (struct zf_xattr){ "user.zerofs.dtype", zf_dtype_torch_name(dir->dtype) };
+	xattrs[3] = (struct zf_xattr){ "user.zerofs.log", log_place() };
+	xattrs[4] = (struct zf_xattr){ "user.zerofs.pid", pid };
+	xattrs[5] = (struct zf_xattr){ "user.zerofs.version", ZEROFS_VERSION_XATTR };
+	m.xattrs = xattrs;
+	m.n_xattrs = sizeof(xattrs) / sizeof(xattrs[0]);
+	m.dir = dir;
+	m.readahead_kb = r->readahead_kb;
+	m.uid = r->set_uid ? r->uid : getuid();
+	m.gid = r->set_gid ? r->gid : getgid();
+	m.umask = r->umask;
+	se = fuse_session_new(&args, &zf_fuse_ops, sizeof(zf_fuse_ops), &m);
+	if (!se) {
+		cli_error("cannot start a FUSE session (an -o option libfuse does not know?)");
+		rc = ZF_EXIT_USAGE;
+		goto out;
+	}
 	if (fuse_session_mount(se, mnt)) {
-		cli_error("'%s': cannot mount (is FUSE available, /dev/fuse readable, and the folder not already a mount?)",
+		cli_error("'%s': cannot mount (is FUSE available: /dev/fuse, fusermount3? for -o allow_other as a user, user_allow_other in /etc/fuse.conf)",
 			  mnt);
 		rc = ZF_EXIT_SYSTEM;
 		goto out;
 	}
-	describe(argv[optind], mnt, ck, dir);
-	set_readahead(mnt, readahead);
+	describe(ckpt_abs, mnt, ck, dir, false);
+	set_readahead(mnt, r->readahead_kb);
 	if (fuse_set_signal_handlers(se)) {
 		cli_error("cannot install signal handlers");
 		rc = ZF_EXIT_SYSTEM;
 		goto unmount;
 	}
 	fflush(stderr);
-	if (!foreground)
-		zf_log_to_syslog();
-	if (fuse_daemonize(foreground)) {
+	if (fuse_daemonize(r->foreground)) {
 		rc = ZF_EXIT_SYSTEM;
 		goto signals;
 	}
+	/* The serving process is the daemon, not the one that started. */
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	cfg = fuse_loop_cfg_create();
 	if (!cfg) {
 		rc = ZF_EXIT_SYSTEM;
 		goto signals;
 	}
-	fuse_loop_cfg_set_max_threads(cfg, threads);
+	fuse_loop_cfg_set_max_threads(cfg, r->threads);
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	rc = fuse_session_loop_mt(se, cfg) ? ZF_EXIT_SYSTEM : ZF_EXIT_OK;
 	if (m.read_errors)
-		zf_log("%lu read(s) failed while mounted", m.read_errors);
+		zf_log("%lu request(s) failed while mounted at '%s'", m.read_errors, mnt);
+	if (strcmp(log_place(), "stderr"))
+		zf_log("stopped serving '%s' at '%s'", ckpt_abs, mnt);
 	fuse_loop_cfg_destroy(cfg);
 signals:
 	fuse_remove_signal_handlers(se);
@@ -270,7 +266,121 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
+	free(fsname);
 	zf_hfdir_free(dir);
 	zf_ckpt_free(ck);
+	return rc;
+}
+
+struct parse_ctx {
+	struct mount_req *r;
+	const char *cmd;
+};
+
+static int on_mount_opt(void *ctx, int c, const char *arg)
+{
+	struct mount_req *r = ((struct parse_ctx *)ctx)->r;
+
+	switch (c) {
+	case 'f':
+		r->foreground = true;
+		return CLI_GO_ON;
+	case 'd':
+		r->debug = r->foreground = true;
+		return CLI_GO_ON;
+	case 'o':
+		return mount_req_options(r, "mount", arg);
+	case 2000:
+		return cli_number("mount", "threads", arg, 1, 256, &r->threads);
+	case 2001:
+		return cli_number("mount", "readahead", arg, 0, 1048576, &r->readahead_kb);
+	case 2002:
+		r->log = arg;
+		return CLI_GO_ON;
+	}
+	return serve_opt(&r->so, c, arg, "mount");
+}
+
+static const struct option mount_opts[] = {
+	SERVE_LONG_OPTS,
+	{ "foreground", no_argument, NULL, 'f' },
+	{ "debug", no_argument, NULL, 'd' },
+	{ "threads", required_argument, NULL, 2000 },
+	{ "readahead", required_argument, NULL, 2001 },
+	{ "log", required_argument, NULL, 2002 },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct cli_cmd mount_cmd = {
+	"mount", mount_usage, "fdo:h", mount_opts, 2, 2,
+	"expected a checkpoint folder and a mount point",
+};
+
+int cmd_mount(int argc, char **argv)
+{
+	struct mount_req r;
+	struct parse_ctx ctx = { &r, "mount" };
+	char *args[CLI_MAX_ARGS];
+	int nargs, rc;
+
+	mount_req_init(&r);
+	rc = cli_parse(&mount_cmd, argc, argv, on_mount_opt, &ctx, args, &nargs, NULL);
+	if (rc == CLI_GO_ON) {
+		r.ckpt = args[0];
+		r.mnt = args[1];
+		rc = do_mount(&r);
+	}
+	mount_req_release(&r);
+	return rc;
+}
+
+static int on_helper_opt(void *ctx, int c, const char *arg)
+{
+	struct mount_req *r = ((struct parse_ctx *)ctx)->r;
+
+	switch (c) {
+	case 'f':
+		r->fake = true;
+		break;
+	case 'o':
+		return mount_req_options(r, "mount", arg);
+	case 't':
+		if (strcmp(arg, "zerofs") && strcmp(arg, ZEROFS_FSTYPE))
+			return cli_usage("mount", "-t %s: mount.zerofs mounts type zerofs or fuse.zerofs",
+					 arg);
+		break;
+	case 'N':
+		return cli_usage("mount", "-N (another mount namespace) is not supported");
+	}
+	/* -s (sloppy), -n (no mtab), -v (verbose): nothing to do. */
+	return CLI_GO_ON;
+}
+
+static const struct option helper_opts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct cli_cmd helper_cmd = {
+	"mount", helper_usage, "sfnvo:t:N:h", helper_opts, 2, 2,
+	"expected a checkpoint folder and a mount point (mount.zerofs CKPT MOUNTPOINT -o OPTIONS)",
+};
+
+int cmd_mount_helper(int argc, char **argv)
+{
+	struct mount_req r;
+	struct parse_ctx ctx = { &r, "mount" };
+	char *args[CLI_MAX_ARGS];
+	int nargs, rc;
+
+	mount_req_init(&r);
+	rc = cli_parse(&helper_cmd, argc, argv, on_helper_opt, &ctx, args, &nargs, NULL);
+	if (rc == CLI_GO_ON) {
+		r.ckpt = args[0];
+		r.mnt = args[1];
+		rc = do_mount(&r);
+	}
+	mount_req_release(&r);
 	return rc;
 }

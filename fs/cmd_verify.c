@@ -5,6 +5,12 @@
  * one line per check and per digest, for people or, with --json, for
  * programs.
  *
+ * It always says what it did not check: plain verify reads no data
+ * ("records not read: use --deep"), --digests reads every served byte
+ * but not the CRCs. File digests print as xxhsum -H2 does ("HEX  NAME"),
+ * so `xxhsum -c` checks a copy against them. With --json every outcome,
+ * errors included, is one JSON object on stdout.
+ *
  * Exit status (the contract of man/zerofs.1):
  *   0  sound;
  *   1  unsound: a problem was found in what is there, including a
@@ -17,7 +23,6 @@
  *   128 + N  stopped by signal N before finishing.
  */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,16 +39,21 @@ static const char verify_usage[] =
 	"usage: zerofs verify CKPT [options]\n\n"
 	"Checks that the DeepSpeed ZeRO checkpoint CKPT is whole and sound. Without\n"
 	"options it checks the metadata only (every rank file present, one save, sizes\n"
-	"consistent, every tensor inside its file, no overlaps) and reads no data.\n\n"
+	"consistent, every tensor inside its file, no overlaps) and reads no data: the\n"
+	"report says so, and what would read it.\n\n"
 	"  --digests             also read every served byte: an XXH3-128 digest per file\n"
-	"                        and per tensor (in the served dtype), and NaN/Inf counts\n"
+	"                        (as 'xxhsum -H2' prints it, so 'xxhsum -c' checks a\n"
+	"                        copy) and per tensor (in the served dtype), NaN/Inf counts\n"
 	"  --deep                --digests, plus the CRC-32 of every record of every file\n"
-	"  --json                print one JSON object instead of lines of text\n"
-	"  --threads N           reading threads (default 2)\n"
+	"  --json                print one JSON object instead of lines of text (errors too)\n"
+	"  --threads N           reading threads, with --digests or --deep (default 2)\n"
 	"  -q, --quiet           no progress bar\n" SERVE_HELP
 	"  -h, --help            show this help\n\n"
 	"Exit status: 0 sound, 1 unsound, 2 usage, 3 cannot judge (no such checkpoint,\n"
-	"or an unsupported kind), 4 system error.\n";
+	"or an unsupported kind), 4 system error.\n\n"
+	"examples:\n"
+	"  zerofs verify out/checkpoint-1000\n"
+	"  zerofs verify out/checkpoint-1000 --deep --dtype bf16 > model.xxh\n";
 
 static volatile sig_atomic_t stop_signal;
 
@@ -76,13 +86,66 @@ static void line(struct out *o, const char *check, bool ok, const char *where,
 		return;
 	}
 	if (where && where[0])
-		printf("%-5s %-10s '%s': %s\n", ok ? "ok" : "FAIL", check, where, msg);
+		printf("%-5s %-10s '%s': %s\n", ok ? "ok" : "FAIL", check, cli_esc(where),
+		       cli_esc(msg));
 	else
-		printf("%-5s %-10s %s\n", ok ? "ok" : "FAIL", check, msg);
+		printf("%-5s %-10s %s\n", ok ? "ok" : "FAIL", check, cli_esc(msg));
+}
+
+/* A check that was not run, and what would run it. */
+static void skipped(struct out *o, const char *check, const char *msg)
+{
+	if (o->json) {
+		cJSON *c = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(c, "check", check);
+		cJSON_AddStringToObject(c, "message", msg);
+		cJSON_AddItemToArray(cJSON_GetObjectItem(o->root, "not_checked"), c);
+		return;
+	}
+	printf("%-5s %-10s %s\n", "skip", check, msg);
+}
+
+/*
+ * An outcome that is not a verdict (no such checkpoint, a usage error, a
+ * system error): with --json one object {"checkpoint", "error": {status,
+ * where, message}, "exit"} on stdout, else the usual message on stderr.
+ * Returns rc.
+ */
+static int failed(struct out *o, const char *path, const char *status,
+		  const char *where, const char *msg, int rc)
+{
+	cJSON *root, *e;
+	char *text;
+
+	if (!o->json) {
+		if (rc == ZF_EXIT_USAGE)
+			return cli_usage("verify", "%s", msg);
+		if (where && where[0])
+			cli_error("'%s': %s", where, msg);
+		else
+			cli_error("%s", msg);
+		return rc;
+	}
+	root = cJSON_CreateObject();
+	if (path)
+		cJSON_AddStringToObject(root, "checkpoint", path);
+	e = cJSON_AddObjectToObject(root, "error");
+	cJSON_AddStringToObject(e, "status", status);
+	cJSON_AddStringToObject(e, "where", where ? where : "");
+	cJSON_AddStringToObject(e, "message", msg);
+	cJSON_AddNumberToObject(root, "exit", rc);
+	text = cJSON_Print(root);
+	if (text)
+		puts(text);
+	free(text);
+	cJSON_Delete(root);
+	return rc;
 }
 
 /* The exit code for a checkpoint that fails to open or build. */
-static int open_failed(struct out *o, const char *check, const struct zf_error *err)
+static int open_failed(struct out *o, const char *path, const char *check,
+		       const struct zf_error *err)
 {
 	switch (err->status) {
 	case ZF_EFORMAT:
@@ -91,7 +154,9 @@ static int open_failed(struct out *o, const char *check, const struct zf_error *
 		line(o, check, false, err->where, err->msg);
 		return ZF_EXIT_UNSOUND;
 	default:
-		return cli_report(err);
+		return failed(o, path, zf_status_str(err->status), err->where,
+			      err->msg[0] ? err->msg : zf_status_str(err->status),
+			      cli_exit_code(err->status));
 	}
 }
 
@@ -118,7 +183,9 @@ static void print_digests(struct out *o, const struct zf_verify_report *r)
 			cJSON_AddStringToObject(x, "xxh3_128", hex);
 			cJSON_AddItemToArray(files, x);
 		} else {
-			printf("file   %s  %s\n", hex, f->f->name);
+			/* xxhsum -H2's line: `xxhsum -c` reads these and
+			 * skips the other lines of the report. */
+			printf("%s  %s\n", hex, cli_esc(f->f->name));
 		}
 	}
 	for (size_t i = 0; i < r->n_tensors; i++) {
@@ -141,14 +208,25 @@ static void print_digests(struct out *o, const struct zf_verify_report *r)
 			cJSON_AddNumberToObject(x, "inf", (double)t->n_inf);
 			cJSON_AddItemToArray(tensors, x);
 		} else {
-			printf("tensor %s  %-8s %s\n", hex, zf_dtype_torch_name(t->vt->dtype),
-			       t->vt->name);
+			printf("tensor %s %-8s %s\n", hex, zf_dtype_torch_name(t->vt->dtype),
+			       cli_esc(t->vt->name));
 		}
 	}
 }
 
+/* What was not read, said with the verdict: a sound metadata check says
+ * nothing about the bytes. */
+static const char *scope(const struct zf_verify_options *vo)
+{
+	if (!vo->data)
+		return " (metadata only: no data was read; records not read: use --deep)";
+	if (!vo->crc)
+		return " (records' CRC-32 not checked: use --deep)";
+	return "";
+}
+
 /* Prints the verdict; returns the exit code. */
-static int finish(struct out *o, bool interrupted)
+static int finish(struct out *o, const struct zf_verify_options *vo, bool interrupted)
 {
 	char *text;
 
@@ -163,9 +241,10 @@ static int finish(struct out *o, bool interrupted)
 		free(text);
 	} else if (!interrupted) {
 		if (o->problems)
-			printf("unsound: %zu problem%s\n", o->problems, o->problems == 1 ? "" : "s");
+			printf("unsound: %zu problem%s%s\n", o->problems,
+			       o->problems == 1 ? "" : "s", scope(vo));
 		else
-			printf("sound\n");
+			printf("sound%s\n", scope(vo));
 	}
 	fflush(stdout);
 	if (interrupted)
@@ -173,21 +252,73 @@ static int finish(struct out *o, bool interrupted)
 	return o->problems ? ZF_EXIT_UNSOUND : ZF_EXIT_OK;
 }
 
+/* The checks a run leaves out, as "skip" lines (or not_checked). */
+static void say_skipped(struct out *o, const struct zf_verify_options *vo)
+{
+	if (!vo->data)
+		skipped(o, "data", "tensor data not read: use --digests (digests, NaN/Inf) or --deep");
+	if (!vo->crc)
+		skipped(o, "crc", "records not read: use --deep (the CRC-32 of every record)");
+}
+
+struct verify_args {
+	struct serve_opts so;
+	struct zf_verify_options vo;
+	bool quiet, threads;
+};
+
+static int on_opt(void *ctx, int c, const char *arg)
+{
+	struct verify_args *a = ctx;
+
+	switch (c) {
+	case 2000:
+		a->vo.crc = a->vo.data = true;
+		return CLI_GO_ON;
+	case 2001:
+		a->vo.data = true;
+		return CLI_GO_ON;
+	case 2002:
+		return CLI_GO_ON; /* --json: seen before parsing */
+	case 2003:
+		a->threads = true;
+		return cli_number("verify", "threads", arg, 1, ZF_EXPORT_MAX_THREADS,
+				  &a->vo.threads);
+	case 'q':
+		a->quiet = true;
+		return CLI_GO_ON;
+	}
+	return serve_opt(&a->so, c, arg, "verify");
+}
+
+static const struct option verify_opts[] = {
+	SERVE_LONG_OPTS,
+	{ "deep", no_argument, NULL, 2000 },
+	{ "digests", no_argument, NULL, 2001 },
+	{ "json", no_argument, NULL, 2002 },
+	{ "threads", required_argument, NULL, 2003 },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct cli_cmd verify_cmd = {
+	"verify", verify_usage, "qh", verify_opts, 1, 1, "expected one checkpoint folder",
+};
+
+/* --json anywhere before "--": usage errors are then JSON too. */
+static bool wants_json(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--json"))
+			return true;
+	return false;
+}
+
 int cmd_verify(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		SERVE_LONG_OPTS,
-		{ "deep", no_argument, NULL, 2000 },
-		{ "digests", no_argument, NULL, 2001 },
-		{ "json", no_argument, NULL, 2002 },
-		{ "threads", required_argument, NULL, 2003 },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
-	struct serve_opts so = { 0 };
-	struct zf_verify_options vo = { 0 };
+	struct verify_args a = { 0 };
 	struct zf_verify_report *rep = NULL;
 	struct zf_error err = { 0 };
 	struct zf_ckpt *ck = NULL;
@@ -196,76 +327,57 @@ int cmd_verify(int argc, char **argv)
 	struct sigaction sa, old[3];
 	struct progress bar;
 	struct stat st;
-	bool quiet = false;
-	const char *path;
-	char msg[512], size[32];
-	int c, rc;
+	const char *path, *usage_msg;
+	char msg[512], size[32], *args[CLI_MAX_ARGS];
+	int nargs, rc;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-		switch (c) {
-		case 2000:
-			vo.crc = vo.data = true;
-			break;
-		case 2001:
-			vo.data = true;
-			break;
-		case 2002:
-			o.json = true;
-			break;
-		case 2003:
-			rc = cli_number("verify", "threads", optarg, 1,
-					ZF_EXPORT_MAX_THREADS, &vo.threads);
-			if (rc)
-				return rc;
-			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'h':
-			fputs(verify_usage, stdout);
-			return ZF_EXIT_OK;
-		default:
-			rc = serve_opt(&so, c, optarg, "verify");
-			if (rc)
-				return rc;
-		}
-	}
-	if (optind != argc - 1)
-		return cli_usage("verify", "expected one checkpoint folder");
-	path = argv[optind];
+	o.json = wants_json(argc, argv);
+	rc = cli_parse(&verify_cmd, argc, argv, on_opt, &a, args, &nargs,
+		       o.json ? &usage_msg : NULL);
+	if (rc == ZF_EXIT_USAGE && o.json && usage_msg[0])
+		return failed(&o, NULL, "usage", "", usage_msg, rc);
+	if (rc != CLI_GO_ON)
+		return rc;
+	if (a.threads && !a.vo.data)
+		return failed(&o, NULL, "usage", "",
+			      "--threads: plain verify reads no data; add --digests or --deep",
+			      ZF_EXIT_USAGE);
+	path = args[0];
 	/* Nothing there: no checkpoint to call sound or unsound. */
-	if (stat(path, &st) < 0) {
-		cli_error("'%s': no such file or folder", path);
-		return ZF_EXIT_INPUT;
-	}
+	if (stat(path, &st) < 0)
+		return failed(&o, path, zf_status_str(ZF_ENOTFOUND), path,
+			      "no such file or folder", ZF_EXIT_INPUT);
 
 	if (o.json) {
 		o.root = cJSON_CreateObject();
 		cJSON_AddStringToObject(o.root, "checkpoint", path);
-		cJSON_AddBoolToObject(o.root, "deep", vo.crc);
-		cJSON_AddBoolToObject(o.root, "digests", vo.data);
+		cJSON_AddBoolToObject(o.root, "deep", a.vo.crc);
+		cJSON_AddBoolToObject(o.root, "digests", a.vo.data);
 		o.checks = cJSON_AddArrayToObject(o.root, "checks");
-		if (!o.checks) {
+		if (!o.checks || !cJSON_AddArrayToObject(o.root, "not_checked")) {
 			cli_error("out of memory");
 			rc = ZF_EXIT_SYSTEM;
 			goto out;
 		}
 	}
-	if (zf_ckpt_open(path, &so.ckpt, &ck, &err)) {
-		rc = open_failed(&o, "open", &err);
-		if (rc == ZF_EXIT_UNSOUND)
-			rc = finish(&o, false);
+	if (zf_ckpt_open(path, &a.so.ckpt, &ck, &err)) {
+		rc = open_failed(&o, path, "open", &err);
+		if (rc == ZF_EXIT_UNSOUND) {
+			say_skipped(&o, &a.vo);
+			rc = finish(&o, &a.vo, false);
+		}
 		goto out;
 	}
 	snprintf(msg, sizeof(msg), "tag %s, ZeRO-%d, %u rank%s, %zu files, %zu tensors",
 		 ck->tag, ck->stage, ck->world_size, ck->world_size == 1 ? "" : "s",
 		 ck->n_sources, ck->n_tensors);
 	line(&o, "open", true, path, msg);
-	if (zf_hfdir_build(ck, &so.dir, &dir, &err)) {
-		rc = open_failed(&o, "directory", &err);
-		if (rc == ZF_EXIT_UNSOUND)
-			rc = finish(&o, false);
+	if (zf_hfdir_build(ck, &a.so.dir, &dir, &err)) {
+		rc = open_failed(&o, path, "directory", &err);
+		if (rc == ZF_EXIT_UNSOUND) {
+			say_skipped(&o, &a.vo);
+			rc = finish(&o, &a.vo, false);
+		}
 		goto out;
 	}
 	{
@@ -285,21 +397,23 @@ int cmd_verify(int argc, char **argv)
 		}
 	}
 
-	progress_init(&bar, "verify", !quiet && (vo.data || vo.crc));
-	vo.progress = progress_update;
-	vo.progress_arg = &bar;
-	vo.stop = &stop_signal;
+	progress_init(&bar, "verify", !a.quiet && (a.vo.data || a.vo.crc));
+	a.vo.progress = progress_update;
+	a.vo.progress_arg = &bar;
+	a.vo.stop = &stop_signal;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < 3; i++)
 		sigaction(sigs[i], &sa, &old[i]);
-	rc = zf_verify(dir, &vo, &rep, &err);
+	rc = zf_verify(dir, &a.vo, &rep, &err);
 	for (size_t i = 0; i < 3; i++)
 		sigaction(sigs[i], &old[i], NULL);
 	progress_end(&bar);
 	if (rc) {
-		rc = cli_report(&err);
+		rc = failed(&o, path, zf_status_str(err.status), err.where,
+			    err.msg[0] ? err.msg : zf_status_str(err.status),
+			    cli_exit_code(err.status));
 		goto out;
 	}
 	for (size_t i = 0; i < rep->n_findings; i++) {
@@ -309,10 +423,11 @@ int cmd_verify(int argc, char **argv)
 	}
 	/* Problems counted but not listed are in the summary line already. */
 	o.problems = rep->n_problems;
+	say_skipped(&o, &a.vo);
 	print_digests(&o, rep);
 	if (rep->interrupted)
 		cli_error("interrupted before the checks were done; no verdict");
-	rc = finish(&o, rep->interrupted);
+	rc = finish(&o, &a.vo, rep->interrupted);
 out:
 	cJSON_Delete(o.root);
 	zf_verify_free(rep);

@@ -16,38 +16,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <syslog.h>
+
+#include "log.h"
 
 /* The content never changes while mounted. */
 #define TIMEOUT 86400.0
-
-static int use_syslog;
-
-void zf_log_to_syslog(void)
-{
-	openlog("zerofs", LOG_PID, LOG_DAEMON);
-	use_syslog = 1;
-}
-
-void zf_log(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (use_syslog) {
-		vsyslog(LOG_ERR, fmt, ap);
-	} else {
-		fprintf(stderr, "zerofs: ");
-		vfprintf(stderr, fmt, ap);
-		fputc('\n', stderr);
-	}
-	va_end(ap);
-}
 
 static struct zf_mount *mount_of(fuse_req_t req)
 {
@@ -61,6 +38,13 @@ static const struct zf_vfile *file_of(const struct zf_mount *m, fuse_ino_t ino)
 	return &m->dir->files[ino - 2];
 }
 
+mode_t zf_served_mode(const struct zf_mount *m, const struct zf_vfile *f)
+{
+	mode_t mode = f ? 0444 : 0555;
+
+	return mode & ~m->umask;
+}
+
 static void fill_attr(const struct zf_mount *m, fuse_ino_t ino, struct stat *st)
 {
 	const struct zf_vfile *f = file_of(m, ino);
@@ -71,13 +55,13 @@ static void fill_attr(const struct zf_mount *m, fuse_ino_t ino, struct stat *st)
 	st->st_gid = m->gid;
 	st->st_blksize = 1 << 20;
 	if (!f) {
-		st->st_mode = S_IFDIR | 0555;
+		st->st_mode = S_IFDIR | zf_served_mode(m, NULL);
 		st->st_nlink = 2;
 		st->st_size = 4096;
 		st->st_blocks = 8;
 		st->st_mtim = m->dir->mtime;
 	} else {
-		st->st_mode = S_IFREG | 0444;
+		st->st_mode = S_IFREG | zf_served_mode(m, f);
 		st->st_nlink = 1;
 		st->st_size = (off_t)f->size;
 		/* du counts 512-byte blocks: report the bytes really served. */
@@ -189,20 +173,28 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 /*
  * Every open re-checks that the checkpoint did not change since mount;
  * after a change every open fails, so a loader never mixes old and new
- * bytes. Logged once.
+ * bytes. The change is logged once, each refused open after it with the
+ * file and the same reason.
  */
+static pthread_mutex_t stale_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int check_sources(struct zf_mount *m)
 {
 	struct zf_error err = { 0 };
 	char msg[ZF_ERROR_WHERE_MAX + ZF_ERROR_MSG_MAX + 8];
 
-	if (__atomic_load_n(&m->stale, __ATOMIC_RELAXED))
+	if (__atomic_load_n(&m->stale, __ATOMIC_ACQUIRE))
 		return -1;
 	if (!zf_ckpt_check_sources(m->dir->ck, &err))
 		return 0;
-	if (!__atomic_exchange_n(&m->stale, 1, __ATOMIC_RELAXED))
-		zf_log("%s; every open now fails with EIO",
-		       zf_error_format(&err, msg, sizeof(msg)));
+	zf_error_format(&err, msg, sizeof(msg));
+	pthread_mutex_lock(&stale_lock);
+	if (!m->stale) {
+		snprintf(m->stale_why, sizeof(m->stale_why), "%s", msg);
+		__atomic_store_n(&m->stale, 1, __ATOMIC_RELEASE);
+		zf_log("%s; every open now fails with EIO", msg);
+	}
+	pthread_mutex_unlock(&stale_lock);
 	return -1;
 }
 
@@ -219,6 +211,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (check_sources(m)) {
+		__atomic_add_fetch(&m->read_errors, 1, __ATOMIC_RELAXED);
+		zf_log_eio("open of '%s' failed with EIO: %s", file_of(m, ino)->name,
+			   m->stale_why);
 		fuse_reply_err(req, EIO);
 		return;
 	}
@@ -288,8 +283,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		char msg[ZF_ERROR_WHERE_MAX + ZF_ERROR_MSG_MAX + 8];
 
 		__atomic_add_fetch(&m->read_errors, 1, __ATOMIC_RELAXED);
-		zf_log("read of '%s' at %lld (%zu bytes) failed: %s", f->name,
-		       (long long)off, size, zf_error_format(&err, msg, sizeof(msg)));
+		zf_log_eio("read of '%s' at %lld (%zu bytes) failed with %s: %s", f->name,
+			   (long long)off, size, err.status == ZF_ENOMEM ? "ENOMEM" : "EIO",
+			   zf_error_format(&err, msg, sizeof(msg)));
 		if (err.status == ZF_EIO)
 			check_sources(m); /* a truncated source: say why */
 		fuse_reply_err(req, err.status == ZF_ENOMEM ? ENOMEM : EIO);
@@ -314,6 +310,52 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &st);
 }
 
+/* The root's attributes say what is served (fuse_ops.h, struct zf_xattr);
+ * files have none. */
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct zf_mount *m = mount_of(req);
+	char buf[1024];
+	size_t used = 0;
+
+	if (ino == FUSE_ROOT_ID)
+		for (size_t i = 0; i < m->n_xattrs; i++) {
+			size_t n = strlen(m->xattrs[i].name) + 1;
+
+			if (used + n > sizeof(buf))
+				break;
+			memcpy(buf + used, m->xattrs[i].name, n);
+			used += n;
+		}
+	if (!size)
+		fuse_reply_xattr(req, used);
+	else if (size < used)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, used);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct zf_mount *m = mount_of(req);
+
+	for (size_t i = 0; ino == FUSE_ROOT_ID && i < m->n_xattrs; i++) {
+		size_t n;
+
+		if (strcmp(name, m->xattrs[i].name))
+			continue;
+		n = strlen(m->xattrs[i].value);
+		if (!size)
+			fuse_reply_xattr(req, n);
+		else if (size < n)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, m->xattrs[i].value, n);
+		return;
+	}
+	fuse_reply_err(req, ENODATA);
+}
+
 static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	(void)ino;
@@ -328,5 +370,7 @@ const struct fuse_lowlevel_ops zf_fuse_ops = {
 	.open = op_open,
 	.read = op_read,
 	.statfs = op_statfs,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
 	.access = op_access,
 };

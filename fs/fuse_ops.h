@@ -12,20 +12,34 @@
 
 #include "zerofs/hfdir.h"
 
+/* An extended attribute of the mount's root: what is served, readable
+ * without opening a file (getfattr -d -m zerofs MNT; zerofs status). */
+struct zf_xattr {
+	const char *name; /* "user.zerofs.tag" */
+	const char *value;
+};
+
 /* What the operations need; passed as the session's userdata. */
 struct zf_mount {
 	const struct zf_hfdir *dir;
 	uid_t uid;
 	gid_t gid;
-	unsigned long read_errors; /* reads answered with an error */
+	mode_t umask;		   /* taken off every served mode (-o umask=) */
+	const struct zf_xattr *xattrs;
+	size_t n_xattrs;
+	unsigned long read_errors; /* requests answered with an error */
 	int stale;		   /* a source changed: opens fail */
+	char stale_why[ZF_ERROR_WHERE_MAX + ZF_ERROR_MSG_MAX + 8]; /* why; set once, before stale */
 	unsigned readahead_kb;	   /* asked for in INIT; 0 keeps the kernel's */
 };
 
 extern const struct fuse_lowlevel_ops zf_fuse_ops;
 
-/* Logs a line: to stderr in the foreground, to syslog when detached. */
-void zf_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void zf_log_to_syslog(void);
+/*
+ * The permission bits a served file (f) or the root folder (f NULL)
+ * shows: read-only bits, less the mount's umask. The one place modes are
+ * decided, so that a later rule (the source's own bits) goes here.
+ */
+mode_t zf_served_mode(const struct zf_mount *m, const struct zf_vfile *f);
 
 #endif /* ZEROFS_FUSE_OPS_H */

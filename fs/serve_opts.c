@@ -14,27 +14,26 @@ int serve_opt(struct serve_opts *o, int c, const char *arg, const char *cmd)
 	switch (c) {
 	case 1000:
 		o->ckpt.tag = arg;
-		return 0;
+		return CLI_GO_ON;
 	case 1001:
 		if (!strcmp(arg, "auto")) {
 			o->dir.dtype = ZF_DT_INVALID;
-			return 0;
+			return CLI_GO_ON;
 		}
 		o->dir.dtype = zf_dtype_parse(arg);
 		if (o->dir.dtype == ZF_DT_INVALID)
 			return cli_usage(cmd, "--dtype '%s': choose auto, fp32, bf16 or fp16", arg);
-		return 0;
+		return CLI_GO_ON;
 	case 1002:
-		if (zf_parse_size(arg, &o->dir.max_shard_size, &err) || !o->dir.max_shard_size)
-			return cli_usage(cmd, "--max-shard-size '%s': %s", arg,
-					 err.msg[0] ? err.msg : "must be more than 0");
-		return 0;
+		if (zf_parse_size(arg, &o->dir.max_shard_size, &err))
+			return cli_usage(cmd, "--max-shard-size: %s", err.msg);
+		return CLI_GO_ON;
 	case 1003:
 		o->dir.strip_prefix = arg;
-		return 0;
+		return CLI_GO_ON;
 	case 1004:
 		o->dir.config_dir = arg;
-		return 0;
+		return CLI_GO_ON;
 	}
 	return cli_usage(cmd, NULL);
 }

@@ -28,13 +28,15 @@ struct serve_opts {
 #define SERVE_HELP                                                                      \
 	"  --tag TAG             read this tag folder instead of the one 'latest' names\n" \
 	"  --dtype D             auto (the training dtype, default), fp32, bf16 or fp16\n"  \
-	"  --max-shard-size S    largest shard, e.g. 5GB (default), 500MB; decimal units\n" \
+	"  --max-shard-size S    largest shard, as save_pretrained reads it: 5GB (default),\n" \
+	"                        2GiB, 500MB, bytes; a lowercase b counts bits (5Gb)\n"    \
 	"  --strip-prefix P      remove P from every tensor name ('' keeps names; XTuner's\n" \
 	"                        'llm.' is removed without asking)\n"                        \
 	"  --config DIR          take config.json and tokenizer files from DIR\n"
 
-/* Handles option c (with optarg). Returns 0 when handled, or 2 after
- * printing a usage error for cmd (a bad value, or an unknown option). */
+/* Handles option c (with optarg). Returns CLI_GO_ON when handled, or 2
+ * after printing a usage error for cmd (a bad value, or an unknown
+ * option). */
 int serve_opt(struct serve_opts *o, int c, const char *arg, const char *cmd);
 
 /* Opens the checkpoint and builds its directory; prints the error and

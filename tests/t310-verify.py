@@ -80,11 +80,21 @@ fx = checkpoints()
 if xxh128 is None:
     tap.skip("digests against xxhash", "neither python3-xxhash nor xxhsum is installed")
 
+METADATA_ONLY = "sound (metadata only: no data was read; records not read: use --deep)"
+DIGEST_LINE = re.compile(r"^([0-9a-f]{32})  (\S+)$")
+xxhsum_checked = False
+
 for name, d, ref in fx:
     p = verify(d)
-    tap.ok(p.returncode == 0 and p.stdout.rstrip().endswith("sound") and "FAIL" not in p.stdout,
-           f"{name}: verify says sound (exit 0)", p.stdout + p.stderr)
+    lines = p.stdout.splitlines()
+    tap.ok(p.returncode == 0 and lines and lines[-1] == METADATA_ONLY and "FAIL" not in p.stdout,
+           f"{name}: verify says sound, and that it read no data (exit 0)", p.stdout + p.stderr)
+    tap.ok("skip  data       tensor data not read: use --digests" in p.stdout
+           and "skip  crc        records not read: use --deep" in p.stdout,
+           f"{name}: verify lists the checks it did not run", p.stdout)
     p = verify("--deep", d)
+    tap.ok(p.stdout.splitlines()[-1:] == ["sound"] and "skip " not in p.stdout,
+           f"{name}: verify --deep's verdict is a plain 'sound'", p.stdout[-500:])
     n_pt = sum(1 for r, _, fs in os.walk(d) for f in fs if f.endswith(".pt"))
     n_crc = sum(1 for ln in p.stdout.splitlines() if ln.startswith("ok    crc "))
     tap.ok(p.returncode == 0 and n_crc == n_pt,
@@ -113,8 +123,27 @@ for name, d, ref in fx:
     tap.ok(j["tensors"] and not bad and len(j["tensors"]) == len(tensors),
            f"{name}: each tensor's digest is the XXH3-128 of its exported bytes", bad)
     p2 = verify("--digests", "--dtype", "bf16", d)
-    text = {ln.split()[2]: ln.split()[1] for ln in p2.stdout.splitlines() if ln.startswith("file ")}
+    text = {m.group(2): m.group(1) for m in map(DIGEST_LINE.match, p2.stdout.splitlines()) if m}
     tap.ok(text == files, f"{name}: text and JSON digests agree", (text, files))
+    tap.ok(p2.stdout.splitlines()[-1] == "sound (records' CRC-32 not checked: use --deep)",
+           f"{name}: verify --digests says the CRCs were not checked", p2.stdout[-300:])
+    if not xxhsum_checked and shutil.which("xxhsum"):
+        # The report as it is, given to Debian's xxhsum -c in the export.
+        xxhsum_checked = True
+        sums = os.path.join(work, "sums-" + name)
+        with open(sums, "w") as f:
+            f.write(p2.stdout)
+        c = subprocess.run(["xxhsum", "-c", sums], cwd=out, capture_output=True, text=True)
+        oks = sorted(ln.split(":")[0] for ln in c.stdout.splitlines() if ln.endswith(": OK"))
+        tap.ok(c.returncode == 0 and oks == sorted(os.listdir(out)),
+               f"{name}: 'xxhsum -c' on verify --digests' output checks every exported file",
+               (c.returncode, c.stdout, c.stderr))
+        victim_file = sorted(os.listdir(out))[0]
+        with open(os.path.join(out, victim_file), "ab") as f:
+            f.write(b" ")
+        c = subprocess.run(["xxhsum", "-c", sums], cwd=out, capture_output=True, text=True)
+        tap.ok(c.returncode == 1 and f"{victim_file}: FAILED" in c.stdout,
+               f"{name}: ... and finds a changed file", (c.returncode, c.stdout))
 
 byname = {n: (d, r) for n, d, r in fx}
 pick = "z2_ws2" if "z2_ws2" in byname else (fx[0][0] if fx else None)
@@ -127,7 +156,8 @@ if pick:
     victim = next(t for t in info["tensors"] if t["kind"] == "param" and t["numel"] > 4)
     s_idx, s_off, s_len = victim["extents"][0]
     optim = os.path.basename(info["files"][s_idx]["path"])
-    opath = os.path.join(bad, os.path.relpath(info["files"][s_idx]["path"], d))
+    # Rank files are named by their real path (d may hold a symlink).
+    opath = os.path.join(bad, os.path.relpath(info["files"][s_idx]["path"], os.path.realpath(d)))
     pos = s_off + s_len // 2
     entry = None
     with zipfile.ZipFile(opath) as z:
@@ -141,8 +171,9 @@ if pick:
         f.seek(pos)
         f.write(bytes([b[0] ^ 0x10]))
     p = verify(bad)
-    tap.ok(p.returncode == 0, "a flipped data byte passes the metadata checks (verify without --deep)",
-           p.stdout + p.stderr)
+    tap.ok(p.returncode == 0 and p.stdout.splitlines()[-1] == METADATA_ONLY,
+           "a flipped data byte passes the metadata checks (verify without --deep), "
+           "and the verdict says no data was read", p.stdout + p.stderr)
     p = verify("--deep", bad)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("FAIL") and " crc " in ln]
     tap.ok(p.returncode == 1 and len(lines) == 1 and optim in lines[0] and entry in lines[0],
@@ -169,7 +200,7 @@ if pick:
 
     def poke(t, value, elem=0):
         s, off, _ = t["extents"][0]
-        path = os.path.join(nanc, os.path.relpath(src[s], d))
+        path = os.path.join(nanc, os.path.relpath(src[s], os.path.realpath(d)))
         with open(path, "r+b") as f:
             f.seek(off + 4 * elem)
             f.write(value)
@@ -185,7 +216,7 @@ if pick:
            "verify --deep reports both the CRC failure and the NaN and Inf, per tensor",
            out[-2000:] + p.stderr)
     p = verify("--digests", "--dtype", "fp32", nanc)
-    tap.ok(p.returncode == 1 and " crc " not in p.stdout and p.stdout.count("FAIL  values") == 2,
+    tap.ok(p.returncode == 1 and not re.search(r"^(ok|FAIL) +crc ", p.stdout, re.M) and p.stdout.count("FAIL  values") == 2,
            "verify --digests (no CRC) still finds the NaN and the Inf", p.stdout[-1500:])
     p, j = verify_json("--digests", "--dtype", "fp32", nanc)
     nan = {t["name"]: (t["nan"], t["inf"]) for t in (j or {}).get("tensors", [])}
@@ -228,6 +259,19 @@ p = verify(os.path.join(work, "no-such-checkpoint"))
 tap.ok(p.returncode == 3 and p.stdout == "", "a missing CKPT: exit 3 (nothing to judge)", p.stderr)
 p = verify("--no-such-option", work)
 tap.ok(p.returncode == 2, "a bad option: exit 2", p.stderr)
+# --json: every outcome is one JSON object on stdout, errors included.
+missing = os.path.join(work, "no-such-checkpoint")
+p, j = verify_json(missing)
+tap.ok(p.returncode == 3 and j and j["error"]["where"] == missing and j["exit"] == 3
+       and j["error"]["message"] == "no such file or folder",
+       "verify --json on a missing CKPT: a JSON error, exit 3", (p.returncode, p.stdout, p.stderr))
+p, j = verify_json("--no-such-option", work)
+tap.ok(p.returncode == 2 and j and j["error"]["status"] == "usage"
+       and "--no-such-option" in j["error"]["message"],
+       "verify --json with a bad option: a JSON usage error, exit 2", (p.returncode, p.stdout))
+p = verify("--threads", "2", work)
+tap.ok(p.returncode == 2 and "plain verify reads no data" in p.stderr,
+       "--threads without --digests or --deep is a usage error", p.stderr)
 if fx:
     p = verify("--dtype", "int8", fx[0][1])
     tap.ok(p.returncode == 2, "a bad --dtype: exit 2", p.stderr)

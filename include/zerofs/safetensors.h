@@ -82,15 +82,17 @@ int zf_st_index_json(const char *const *names, const uint32_t *shard_of,
 		     char **out, size_t *out_len, struct zf_error *err);
 
 /*
- * Parses a shard size the way huggingface_hub's parse_size_to_int does:
- * an integer byte count, or a number (float allowed) followed by TB, GB,
- * MB or KB, decimal units ("5GB" = 5e9). Returns 0 and sets *bytes, or
- * ZF_EUSAGE with a message.
- * Like the hub: surrounding whitespace and a space before the unit are
- * allowed, the unit is case-insensitive ("5gb"), the value is
- * int(float * unit) (so "1.5GB" = 1500000000, "0.5KB" = 500). Stricter
- * than the hub: no sign, no inf/nan, no '_' digit separators, and the
- * result must fit in u64 ("1e400GB" is refused, as the hub refuses it).
+ * Parses a shard size exactly as transformers' save_pretrained does
+ * (convert_file_size_to_int in transformers/utils/hub.py): an integer
+ * followed by GiB, MiB or KiB (binary) or GB, MB or KB (decimal), the
+ * unit case-blind, except that a lowercase final 'b' counts bits ("5gb"
+ * and "5Gb" are 625000000 bytes, "5GB" and "5gB" 5000000000); the number
+ * is what Python's int() takes (whitespace around it, a sign, "1_000").
+ * transformers takes a plain int as bytes: so does a bare integer here.
+ * Not taken, as transformers takes none of them: decimals ("1.5GB"), TB,
+ * a bare "B". Also refused: sizes below 1 byte, sizes over 64 bits, and
+ * non-ASCII digits or spaces (which int() would take).
+ * Returns 0 and sets *bytes, or ZF_EUSAGE with a message.
  */
 int zf_parse_size(const char *s, uint64_t *bytes, struct zf_error *err);
 
