@@ -2,7 +2,8 @@
 /*
  * The pickle machine of include/zerofs/pickle.h: a loop over opcodes that
  * builds values (core/pickle_values.c) and calls nothing; what torch's
- * callables mean is core/pickle_torch.c's business. The opcode semantics
+ * callables mean is core/pickle_torch.c's business, protocol 0's text
+ * arguments core/pickle_text.c's, memory core/pickle_mem.c's. The opcode semantics
  * follow CPython's Modules/_pickle.c (the Unpickler's split object and
  * mark stacks, the "fence" that hides items below the newest MARK, POP
  * that pops a MARK when one sits on top); core/pickle_ops.h lists the
@@ -285,39 +286,7 @@ static int memo_get(struct pk_reader *r, uint64_t idx)
 	return push(r, r->memo[idx]);
 }
 
-/* ---- numbers --------------------------------------------------------- */
-
-/* Decimal with an optional sign: 0 ok, 1 out of int64 range, -1 bad. */
-static int parse_dec(const unsigned char *s, size_t n, int64_t *out)
-{
-	uint64_t v = 0, lim;
-	bool neg = false;
-	size_t i = 0;
-
-	if (n && (s[0] == '-' || s[0] == '+')) {
-		neg = s[0] == '-';
-		i++;
-	}
-	if (i == n)
-		return -1;
-	lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-	for (; i < n; i++) {
-		unsigned d = s[i] - (unsigned)'0';
-
-		if (d > 9)
-			return -1;
-		if (v > (lim - d) / 10) {
-			/* Keep scanning so that junk still reads as bad. */
-			for (i++; i < n; i++)
-				if ((unsigned)(s[i] - '0') > 9)
-					return -1;
-			return 1;
-		}
-		v = v * 10 + d;
-	}
-	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
-	return 0;
-}
+/* ---- binary ints ------------------------------------------------------ */
 
 /* LONG1 / LONG4 payload: little-endian two's complement. */
 static struct zf_pv *long_bin(struct pk_reader *r, const unsigned char *p,
@@ -337,234 +306,6 @@ static struct zf_pv *long_bin(struct pk_reader *r, const unsigned char *p,
 	if (n && n < 8 && (p[n - 1] & 0x80))
 		v |= ~(uint64_t)0 << (8 * n);
 	return pk_new_int(r, (int64_t)v);
-}
-
-/* INT and LONG: decimal text; INT "00" and "01" are False and True. */
-static struct zf_pv *text_int(struct pk_reader *r, const unsigned char *s,
-			      size_t n, bool is_long)
-{
-	int64_t v;
-	int rc;
-
-	if (is_long && n && s[n - 1] == 'L')
-		n--;
-	if (!is_long && n == 2 && s[0] == '0' && (s[1] == '0' || s[1] == '1'))
-		return s[1] == '1' ? r->yes : r->no;
-	rc = parse_dec(s, n, &v);
-	if (rc < 0) {
-		pk_bad(r, ZF_EFORMAT, "argument '%.*s' is not a decimal integer",
-		       (int)(n > 40 ? 40 : n), (const char *)s);
-		return NULL;
-	}
-	if (rc > 0)
-		return pk_big_int(r, s, n, ZF_PV_STR);
-	return pk_new_int(r, v);
-}
-
-static struct zf_pv *new_float(struct pk_reader *r, double d)
-{
-	struct zf_pv *v = pk_new(r, ZF_PV_FLOAT);
-
-	if (v)
-		v->u.f = d;
-	return v;
-}
-
-static struct zf_pv *text_float(struct pk_reader *r, const unsigned char *s,
-				size_t n)
-{
-	char buf[128];
-	char *end;
-	double d;
-
-	if (n == 0 || n >= sizeof(buf)) {
-		pk_bad(r, ZF_EFORMAT, "argument of %zu bytes is not a float", n);
-		return NULL;
-	}
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	d = strtod(buf, &end);
-	if (end != buf + n) {
-		pk_bad(r, ZF_EFORMAT, "argument '%s' is not a float", buf);
-		return NULL;
-	}
-	return new_float(r, d);
-}
-
-/* ---- text strings (protocol 0) ---------------------------------------- */
-
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* A string value whose bytes (o of them, NUL-terminated) are already in
- * the arena at out. */
-static struct zf_pv *str_at(struct pk_reader *r, char *out, size_t o)
-{
-	struct zf_pv *v = pk_new(r, ZF_PV_STR);
-
-	if (v) {
-		v->u.str.s = out;
-		v->u.str.len = o;
-	}
-	return v;
-}
-
-/* STRING: a quoted repr whose escapes Python undoes with escape_decode. */
-static struct zf_pv *text_string(struct pk_reader *r, const unsigned char *s,
-				 size_t n)
-{
-	char *out;
-	size_t o = 0;
-
-	if (n < 2 || (s[0] != '\'' && s[0] != '"') || s[n - 1] != s[0]) {
-		pk_bad(r, ZF_EFORMAT, "argument is not a quoted string");
-		return NULL;
-	}
-	s++;
-	n -= 2;
-	out = zf_arena_alloc(r->arena, n + 1);
-	if (!out) {
-		pk_nomem(r);
-		return NULL;
-	}
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = s[i];
-
-		if (c != '\\' || i + 1 == n) {
-			out[o++] = (char)c;
-			continue;
-		}
-		c = s[++i];
-		switch (c) {
-		case '\n':
-			break;
-		case 'a': out[o++] = '\a'; break;
-		case 'b': out[o++] = '\b'; break;
-		case 'f': out[o++] = '\f'; break;
-		case 'n': out[o++] = '\n'; break;
-		case 'r': out[o++] = '\r'; break;
-		case 't': out[o++] = '\t'; break;
-		case 'v': out[o++] = '\v'; break;
-		case '\\': case '\'': case '"': out[o++] = (char)c; break;
-		case 'x':
-			if (i + 2 >= n || hexval(s[i + 1]) < 0 ||
-			    hexval(s[i + 2]) < 0) {
-				pk_bad(r, ZF_EFORMAT,
-				       "argument has a bad \\x escape");
-				return NULL;
-			}
-			out[o++] = (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
-			i += 2;
-			break;
-		default:
-			if (c >= '0' && c <= '7') {
-				unsigned val = c - '0';
-
-				for (int k = 0; k < 2 && i + 1 < n &&
-						s[i + 1] >= '0' && s[i + 1] <= '7'; k++)
-					val = val * 8 + (s[++i] - '0');
-				out[o++] = (char)(val & 0xff);
-			} else {
-				/* Unknown escapes stay as they are. */
-				out[o++] = '\\';
-				out[o++] = (char)c;
-			}
-		}
-	}
-	out[o] = '\0';
-	return str_at(r, out, o);
-}
-
-static size_t put_utf8(char *out, uint32_t cp)
-{
-	if (cp < 0x80) {
-		out[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = (char)(0xc0 | cp >> 6);
-		out[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		out[0] = (char)(0xe0 | cp >> 12);
-		out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-		out[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	out[0] = (char)(0xf0 | cp >> 18);
-	out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-	out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-	out[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
-/* UNICODE: raw-unicode-escape, i.e. Latin-1 bytes plus \uXXXX and
- * \UXXXXXXXX after an odd run of backslashes. Output is at most twice the
- * input (a Latin-1 byte becomes two UTF-8 bytes; escapes shrink). */
-static struct zf_pv *text_unicode(struct pk_reader *r, const unsigned char *s,
-				  size_t n)
-{
-	size_t o = 0, bytes;
-	char *out;
-
-	if (zf_ckd_mul(&bytes, n, (size_t)2) || zf_ckd_add(&bytes, bytes, (size_t)1)) {
-		pk_bad(r, ZF_ENOMEM, "argument too long");
-		return NULL;
-	}
-	out = zf_arena_alloc(r->arena, bytes);
-	if (!out) {
-		pk_nomem(r);
-		return NULL;
-	}
-	for (size_t i = 0; i < n;) {
-		size_t run = 0, digits;
-		uint32_t cp = 0;
-
-		if (s[i] != '\\') {
-			o += put_utf8(out + o, s[i++]);
-			continue;
-		}
-		while (i < n && s[i] == '\\') {
-			out[o++] = '\\';
-			run++;
-			i++;
-		}
-		if (!(run & 1) || i == n || (s[i] != 'u' && s[i] != 'U'))
-			continue;
-		o--; /* the escaping backslash */
-		digits = s[i] == 'u' ? 4 : 8;
-		i++;
-		if (n - i < digits) {
-			pk_bad(r, ZF_EFORMAT, "argument has a truncated \\u escape");
-			return NULL;
-		}
-		for (size_t k = 0; k < digits; k++, i++) {
-			int h = hexval(s[i]);
-
-			if (h < 0) {
-				pk_bad(r, ZF_EFORMAT, "argument has a bad \\u escape");
-				return NULL;
-			}
-			cp = cp << 4 | (uint32_t)h;
-		}
-		if (cp > 0x10ffff) {
-			pk_bad(r, ZF_EFORMAT, "argument escapes code point 0x%x",
-			       (unsigned)cp);
-			return NULL;
-		}
-		o += put_utf8(out + o, cp);
-	}
-	out[o] = '\0';
-	return str_at(r, out, o);
 }
 
 /* ---- container opcodes ------------------------------------------------ */
@@ -740,15 +481,15 @@ static int step(struct pk_reader *r, const struct pk_arg *arg)
 		return push(r, long_bin(r, arg->s, arg->len));
 	case PK_INT:
 	case PK_LONG:
-		return push(r, text_int(r, arg->s, arg->len, r->op == PK_LONG));
+		return push(r, pk_text_int(r, arg->s, arg->len, r->op == PK_LONG));
 	case PK_FLOAT:
-		return push(r, text_float(r, arg->s, arg->len));
+		return push(r, pk_text_float(r, arg->s, arg->len));
 	case PK_BINFLOAT:
-		return push(r, new_float(r, arg->f));
+		return push(r, pk_new_float(r, arg->f));
 	case PK_STRING:
-		return push(r, text_string(r, arg->s, arg->len));
+		return push(r, pk_text_string(r, arg->s, arg->len));
 	case PK_UNICODE:
-		return push(r, text_unicode(r, arg->s, arg->len));
+		return push(r, pk_text_unicode(r, arg->s, arg->len));
 	case PK_BINSTRING:
 	case PK_SHORT_BINSTRING:
 	case PK_BINUNICODE:
@@ -826,7 +567,7 @@ static int step(struct pk_reader *r, const struct pk_arg *arg)
 	case PK_GET: {
 		int64_t idx;
 
-		if (parse_dec(arg->s, arg->len, &idx) || idx < 0)
+		if (pk_parse_dec(arg->s, arg->len, &idx) || idx < 0)
 			return pk_bad(r, ZF_EFORMAT, "with a bad memo index");
 		return r->op == PK_PUT ? memo_put(r, (uint64_t)idx) :
 					 memo_get(r, (uint64_t)idx);

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What the three parts of the pickle reader share. Private to
+ * What the parts of the pickle reader share. Private to
  * core/pickle*.c:
  *
  *  - core/pickle.c, the machine: opcodes, their arguments, the stack and
- *    MARKs, the memo, limits, the entry points;
+ *    MARKs, the memo, limits, the entry points, the scanner;
+ *  - core/pickle_text.c, protocol 0's text arguments;
  *  - core/pickle_values.c, the values it builds (in one arena), dicts and
  *    their duplicate keys, the public accessors;
  *  - core/pickle_torch.c, the meaning of the callables torch and DeepSpeed
@@ -190,6 +191,22 @@ bool pk_is_str(const struct zf_pv *v, const char *s);
 uint64_t pk_hash_bytes(const char *s, size_t n);
 /* Python's dict keeps one entry per key: folds repeats in every dict. */
 int pk_fold_duplicates(struct pk_reader *r);
+
+/* ---- pickle_text.c: protocol 0's text arguments ------------------------ */
+
+/* Decimal with an optional sign: 0 ok, 1 out of int64 range, -1 bad. */
+int pk_parse_dec(const unsigned char *s, size_t n, int64_t *out);
+/* INT (is_long false) and LONG; an int too large is an opaque "int". */
+struct zf_pv *pk_text_int(struct pk_reader *r, const unsigned char *s,
+			  size_t n, bool is_long);
+struct zf_pv *pk_text_float(struct pk_reader *r, const unsigned char *s,
+			    size_t n);
+struct zf_pv *pk_new_float(struct pk_reader *r, double d);
+/* STRING and UNICODE: the decoded bytes as a ZF_PV_STR (UTF-8). */
+struct zf_pv *pk_text_string(struct pk_reader *r, const unsigned char *s,
+			     size_t n);
+struct zf_pv *pk_text_unicode(struct pk_reader *r, const unsigned char *s,
+			      size_t n);
 
 /* ---- pickle_torch.c: meanings ------------------------------------------ */
 

@@ -58,11 +58,9 @@ static size_t parse_size(const char *s)
 
 	if (!s || !*s)
 		return 0;
-	for (; s[n] >= '0' && s[n] <= '9'; n++) {
-		if (v > (~0ull - 9) / 10)
+	for (; s[n] >= '0' && s[n] <= '9'; n++)
+		if (zf_ckd_mul(&v, v, 10u) || zf_ckd_add(&v, v, (unsigned)(s[n] - '0')))
 			return 0;
-		v = v * 10 + (unsigned)(s[n] - '0');
-	}
 	if (!n)
 		return 0;
 	switch (s[n]) {
