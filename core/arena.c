@@ -215,15 +215,6 @@ char *zf_arena_memdup0(struct zf_arena *a, const void *s, size_t len)
 	return p;
 }
 
-size_t zf_arena_used(const struct zf_arena *a)
-{
-	size_t used = 0;
-
-	for (const struct zf_arena_chunk *c = a->head; c; c = c->next)
-		used += c->used;
-	return used;
-}
-
 void zf_arena_release(struct zf_arena *a)
 {
 	struct zf_arena_chunk *c = a->head;

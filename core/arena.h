@@ -54,10 +54,6 @@ void *zf_arena_grow(struct zf_arena *a, void *p, size_t old_size,
 /* A NUL-terminated copy of len bytes at s (which may contain NULs). */
 char *zf_arena_memdup0(struct zf_arena *a, const void *s, size_t len);
 
-/* Bytes handed out so far (alignment included), as opposed to total,
- * the bytes of the chunks they came from. Walks the chunks. */
-size_t zf_arena_used(const struct zf_arena *a);
-
 /* Frees every chunk; the arena is empty (and reusable) afterwards.
  * Full-size chunks are kept (up to 32 MiB, process-wide) for the next
  * arena, until zf_arena_trim(). */

@@ -50,10 +50,11 @@
  *    ZF_PICKLE_MEMORY_CAP unless the environment variable
  *    ZEROFS_PICKLE_MEMORY (bytes, or with a K, M, G or T suffix; read at
  *    the first parse, ignored when it is no size or below
- *    ZF_PICKLE_MIN_BYTES) or zf_pickle_set_memory_cap() says otherwise. A parse that finds the cap
- *    short waits while other parses run, and fails (ZF_ENOMEM) only when
- *    none runs and it needs more than is left. However many threads parse
- *    at once, pickle memory stays under the cap.
+ *    ZF_PICKLE_MIN_BYTES) or zf_pickle_set_memory_cap() says otherwise.
+ *    A parse that finds the cap short waits while other parses run, and
+ *    fails (ZF_ENOMEM) only when none runs and it needs more than is
+ *    left. However many threads parse at once, pickle memory stays under
+ *    the cap, and no set of parses waits forever.
  * Each message says which of the three bounds was hit. Outside the cap:
  * the input bytes themselves (the caller's), and up to 32 MiB of freed
  * arena chunks the process keeps for the next parse (zf_arena_trim()).
@@ -178,7 +179,7 @@ struct zf_pickle_limits {
 	size_t max_memo;   /* highest memo index + 1 */
 	size_t max_values; /* values created in total */
 	size_t max_bytes;  /* memory of the parse (tree + work), bytes */
-	size_t bytes_per_byte; /* memory per byte of input (see above) */
+	size_t bytes_per_byte; /* memory per byte of input, see "Memory" */
 };
 
 #define ZF_PICKLE_MAX_DEPTH 1000
