@@ -81,7 +81,7 @@ static inline const unsigned char *zf_cursor_span_at(struct zf_cursor *c,
 		zf_cursor_fail(c, at, n);
 		return NULL;
 	}
-	return c->p + at;
+	return c->p ? c->p + at : NULL; /* NULL + 0 is undefined in C */
 }
 
 /* The next n bytes, or NULL (and failed) when fewer are left; advances
@@ -92,12 +92,13 @@ static inline const unsigned char *zf_cursor_span_at(struct zf_cursor *c,
 static inline const unsigned char *zf_cursor_bytes(struct zf_cursor *c,
 						   size_t n)
 {
-	const unsigned char *s = c->p + c->pos;
+	const unsigned char *s;
 
 	if (n > c->len - c->pos) {
 		zf_cursor_fail(c, c->pos, n);
 		return NULL;
 	}
+	s = c->p ? c->p + c->pos : NULL; /* NULL + 0 is undefined in C */
 	c->pos += n;
 	return s;
 }
