@@ -1,42 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Finds the tag folder of a checkpoint and the rank files in it, from
- * names alone (no file is parsed here).
+ * Finds the tag folder of a checkpoint from folder and file names alone
+ * (no checkpoint file is parsed here); ckpt_scan.c then names its rank
+ * files.
  *
  * Accepted: a DeepSpeed save folder (`latest` names the tag), a Hugging
  * Face Trainer checkpoint-N/ folder (the same, plus config and tokenizer
  * files beside `latest`), or a tag folder itself (global_stepN/, XTuner's
- * iter_N.pth/, which has no `latest`). Rank files are matched by pattern
- * and ordered by their rank number (rank 10 after rank 9), and every rank
- * from 0 to N-1 must be there.
+ * iter_N.pth/, which has no `latest`). A folder without `latest` may hold
+ * one checkpoint folder, or several of which mmengine's `last_checkpoint`
+ * names one; a folder so chosen that is itself a save folder (its own
+ * `latest`, as in an XTuner iter_N.pth/ holding global_stepN/, or a Trainer
+ * run's checkpoint-N/) is followed one level. `latest` is stripped as
+ * DeepSpeed strips it, and its text is never shown whole.
  */
-#include "ckpt_i.h"
+#include "ckpt_scan_i.h"
 
 #include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "io.h"
-
-#define MAX_RANKS 65536
-
-static char *path_join(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	char *p = malloc(la + lb + 2);
-
-	if (!p)
-		return NULL;
-	memcpy(p, a, la);
-	while (la > 1 && p[la - 1] == '/')
-		la--;
-	p[la] = '/';
-	memcpy(p + la + 1, b, lb + 1);
-	return p;
-}
+#include "text.h"
 
 static bool is_dir(const char *path)
 {
@@ -47,7 +34,7 @@ static bool is_dir(const char *path)
 
 static bool exists(const char *dir, const char *name)
 {
-	char *p = path_join(dir, name);
+	char *p = zf_ckpt_path_join(dir, name);
 	struct stat st;
 	bool ok = p && stat(p, &st) == 0;
 
@@ -55,326 +42,165 @@ static bool exists(const char *dir, const char *name)
 	return ok;
 }
 
-/* Parses a decimal number of at most 9 digits at *s, advancing it. */
-static bool parse_num(const char **s, uint32_t *v)
-{
-	const char *p = *s;
-	uint32_t n = 0;
-	int digits = 0;
-
-	while (*p >= '0' && *p <= '9' && digits < 9) {
-		n = n * 10 + (uint32_t)(*p - '0');
-		p++;
-		digits++;
-	}
-	if (!digits || (*p >= '0' && *p <= '9'))
-		return false;
-	*s = p;
-	*v = n;
-	return true;
-}
-
-static bool eat(const char **s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	if (strncmp(*s, lit, n))
-		return false;
-	*s += n;
-	return true;
-}
-
-enum rank_file { RF_NONE, RF_OPTIM, RF_MODEL_RANK, RF_MODEL_MP };
-
 /*
- * Classifies a file name:
- *   [bf16_|fp16_]zero_pp_rank_<r>_mp_rank_<m>_optim_states.pt -> RF_OPTIM
- *   zero_pp_rank_<r>_mp_rank_<m>_model_states.pt           -> RF_MODEL_RANK
- *   mp_rank_<m>_model_states.pt                            -> RF_MODEL_MP
+ * A short excerpt of a name for a message, where every character that is
+ * not printable ASCII is shown by its code (\u{feff}, \x1b), so that a
+ * byte order mark or a no-break space in a tag is seen, not guessed.
  */
-static enum rank_file classify(const char *name, uint32_t *rank, uint32_t *mp)
+static char *excerpt(const char *s, char *buf, size_t size)
 {
-	const char *s = name;
-	bool prefixed = eat(&s, "bf16_") || eat(&s, "fp16_");
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s), used = 0;
 
-	*rank = 0;
-	if (!prefixed && eat(&s, "mp_rank_")) {
-		if (parse_num(&s, mp) && !strcmp(s, "_model_states.pt"))
-			return RF_MODEL_MP;
-		return RF_NONE;
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		uint32_t c;
+		char one[16];
+
+		if (!zf_utf8_next(u, n, &j, &c)) {
+			snprintf(one, sizeof(one), "\\x%02x", u[i]);
+			j = i + 1;
+		} else if (c >= 0x20 && c < 0x7f && c != '\\') {
+			snprintf(one, sizeof(one), "%c", (char)c);
+		} else {
+			snprintf(one, sizeof(one), c < 0x80 ? "\\x%02x" : "\\u{%x}", c);
+		}
+		if (used + strlen(one) + 4 >= size) {
+			snprintf(buf + used, size - used, "...");
+			return buf;
+		}
+		used += (size_t)snprintf(buf + used, size - used, "%s", one);
+		i = j;
 	}
-	if (!eat(&s, "zero_pp_rank_") || !parse_num(&s, rank) ||
-	    !eat(&s, "_mp_rank_") || !parse_num(&s, mp))
-		return RF_NONE;
-	if (!strcmp(s, "_optim_states.pt"))
-		return RF_OPTIM;
-	if (!prefixed && !strcmp(s, "_model_states.pt"))
-		return RF_MODEL_RANK;
-	return RF_NONE;
+	buf[used] = '\0';
+	return buf;
 }
 
-struct found {
-	char **names; /* indexed by rank, NULL when missing */
-	uint32_t cap;
-	uint32_t max_rank_plus1;
-};
-
-static int found_put(struct found *f, uint32_t rank, const char *name,
-		     const char *dir, struct zf_error *err)
+static bool is_file(const char *dir, const char *name)
 {
-	if (rank >= MAX_RANKS) {
-		zf_fail(err, ZF_EUNSUPPORTED, "rank %u in '%s' is beyond %u ranks",
-			rank, name, MAX_RANKS);
-		zf_error_where(err, dir);
-		return ZF_EUNSUPPORTED;
-	}
-	if (rank >= f->cap) {
-		uint32_t cap = f->cap ? f->cap : 16;
-		char **n;
+	char *p = zf_ckpt_path_join(dir, name);
+	struct stat st;
+	bool ok = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 
-		while (cap <= rank)
-			cap *= 2;
-		n = realloc(f->names, cap * sizeof(*n));
-		if (!n)
-			return zf_fail(err, ZF_ENOMEM, "out of memory");
-		memset(n + f->cap, 0, (cap - f->cap) * sizeof(*n));
-		f->names = n;
-		f->cap = cap;
-	}
-	if (f->names[rank]) {
-		zf_fail(err, ZF_EFORMAT,
-			"two files for rank %u: '%s' and '%s'", rank,
-			f->names[rank], name);
-		zf_error_where(err, dir);
-		return ZF_EFORMAT;
-	}
-	f->names[rank] = strdup(name);
-	if (!f->names[rank])
-		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	if (rank + 1 > f->max_rank_plus1)
-		f->max_rank_plus1 = rank + 1;
-	return ZF_OK;
-}
-
-static void found_release(struct found *f)
-{
-	for (uint32_t i = 0; i < f->cap; i++)
-		free(f->names[i]);
-	free(f->names);
-	memset(f, 0, sizeof(*f));
+	free(p);
+	return ok;
 }
 
 /*
- * The name rank `rank`'s file would have, following the pattern of
- * `example` (another rank's file of the same kind): the digits after
- * "zero_pp_rank_" are replaced.
+ * A folder that holds a checkpoint one level down: a tag folder (rank
+ * files), or a save folder of its own (a `latest` file): an HF Trainer
+ * run's checkpoint-N/, or an XTuner iter_N.pth/ that DeepSpeed was told
+ * to save into, with its own `latest` and global_stepN/.
  */
-void zf_rank_file_name(const char *example, uint32_t rank, char *buf,
-		       size_t size)
+static bool holds_checkpoint(const char *dir)
 {
-	const char *p = strstr(example, "zero_pp_rank_");
-	const char *q;
-
-	if (!p) {
-		snprintf(buf, size, "rank %u", rank);
-		return;
-	}
-	p += strlen("zero_pp_rank_");
-	for (q = p; *q >= '0' && *q <= '9'; q++)
-		;
-	snprintf(buf, size, "%.*s%u%s", (int)(p - example), example, rank, q);
+	return zf_ckpt_has_rank_files(dir) || is_file(dir, "latest");
 }
 
-/* Checks ranks 0..n-1 are all present; names the missing files. */
-static int found_complete(const struct found *f, uint32_t n, const char *kind,
-			  const char *dir, struct zf_error *err)
+/* Names in "natural" order, digit runs compared as numbers, as
+ * zero_to_fp32 sorts files: checkpoint-9 before checkpoint-10. */
+static int natural_cmp(const void *pa, const void *pb)
 {
-	char names[512] = "";
-	const char *example = NULL;
-	uint32_t missing = 0;
-	size_t used = 0;
+	const unsigned char *a = *(const unsigned char *const *)pa;
+	const unsigned char *b = *(const unsigned char *const *)pb;
 
-	for (uint32_t r = 0; r < n && r < f->cap && !example; r++)
-		example = f->names[r];
-	for (uint32_t r = 0; r < n; r++) {
-		char one[256];
+	while (*a && *b) {
+		if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
+			const unsigned char *ea, *eb;
 
-		if (r < f->cap && f->names[r])
+			while (*a == '0')
+				a++;
+			while (*b == '0')
+				b++;
+			for (ea = a; *ea >= '0' && *ea <= '9'; ea++)
+				;
+			for (eb = b; *eb >= '0' && *eb <= '9'; eb++)
+				;
+			if (ea - a != eb - b)
+				return ea - a < eb - b ? -1 : 1;
+			for (; a < ea; a++, b++)
+				if (*a != *b)
+					return *a < *b ? -1 : 1;
+			b = eb;
 			continue;
-		if (missing++ < 4 && example) {
-			zf_rank_file_name(example, r, one, sizeof(one));
-			used += (size_t)snprintf(names + used, sizeof(names) - used,
-						 "%s'%s'", used ? ", " : "", one);
 		}
+		if (*a != *b)
+			return *a < *b ? -1 : 1;
+		a++;
+		b++;
 	}
-	if (!missing)
-		return ZF_OK;
-	zf_fail(err, ZF_ENOTFOUND, "missing %u of %u %s files: %s%s", missing,
-		n, kind, names, missing > 4 ? ", ..." : "");
-	zf_error_where(err, dir);
-	return ZF_ENOTFOUND;
+	return *a ? 1 : *b ? -1 : 0;
 }
 
-static int scan_tag_dir(const char *dir, struct zf_ckpt_files *out,
-			struct zf_error *err)
-{
-	struct found optim = { 0 }, model = { 0 };
-	char *model_mp = NULL;
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	int rc = ZF_OK;
-
-	if (!d) {
-		zf_fail(err, errno == ENOENT ? ZF_ENOTFOUND : ZF_EIO,
-			"cannot open folder: %s", strerror(errno));
-		zf_error_where(err, dir);
-		return err ? err->status : ZF_EIO;
-	}
-	while ((de = readdir(d))) {
-		uint32_t rank, mp;
-		enum rank_file kind = classify(de->d_name, &rank, &mp);
-
-		if (kind == RF_NONE)
-			continue;
-		if (mp != 0) {
-			zf_fail(err, ZF_EUNSUPPORTED,
-				"'%s' belongs to tensor-parallel rank %u; zerofs reads checkpoints without tensor parallelism (mp_rank_00 only)",
-				de->d_name, mp);
-			zf_error_where(err, dir);
-			rc = ZF_EUNSUPPORTED;
-			goto out;
-		}
-		if (kind == RF_OPTIM)
-			rc = found_put(&optim, rank, de->d_name, dir, err);
-		else if (kind == RF_MODEL_RANK)
-			rc = found_put(&model, rank, de->d_name, dir, err);
-		else if (!model_mp && !(model_mp = strdup(de->d_name)))
-			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-		if (rc)
-			goto out;
-	}
-	if (!optim.max_rank_plus1) {
-		if (model.max_rank_plus1 || model_mp)
-			zf_fail(err, ZF_ENOTFOUND,
-				"no '*_optim_states.pt' files beside the model states: the fp32 weights live there; was the checkpoint saved without optimizer state, or only partly copied?");
-		else
-			zf_fail(err, ZF_ENOTFOUND,
-				"no DeepSpeed checkpoint files ('*_model_states.pt', '*_optim_states.pt') in this folder");
-		zf_error_where(err, dir);
-		rc = err ? err->status : ZF_ENOTFOUND;
-		goto out;
-	}
-	/* ZeRO-3 pairs a model and an optimizer file per rank: a rank with
-	 * one but not the other beyond the other kind's last rank is an extra
-	 * file (another run, or a copy in progress), not a missing one. */
-	if (model.max_rank_plus1 && model.max_rank_plus1 != optim.max_rank_plus1) {
-		bool more_optim = optim.max_rank_plus1 > model.max_rank_plus1;
-		const struct found *big = more_optim ? &optim : &model;
-		uint32_t r = big->max_rank_plus1 - 1;
-
-		zf_fail(err, ZF_EFORMAT,
-			"rank %u has '%s' but no %s states file, while ranks below %u have both: an extra file from another run, or a partial copy",
-			r, big->names[r], more_optim ? "model" : "optimizer",
-			more_optim ? model.max_rank_plus1 : optim.max_rank_plus1);
-		zf_error_where(err, dir);
-		rc = ZF_EFORMAT;
-		goto out;
-	}
-	/* The highest rank seen of either kind sets the world size, so that
-	 * a missing last rank is named rather than shrinking the world. */
-	out->world_size = optim.max_rank_plus1;
-	if (model.max_rank_plus1 > out->world_size)
-		out->world_size = model.max_rank_plus1;
-	rc = found_complete(&optim, out->world_size, "optimizer states", dir, err);
-	if (rc)
-		goto out;
-	if (model.max_rank_plus1) {
-		/* ZeRO-3: one model file per rank. */
-		rc = found_complete(&model, out->world_size, "model states", dir, err);
-		if (rc)
-			goto out;
-		out->n_model = out->world_size;
-	} else if (model_mp) {
-		out->n_model = 1;
-	} else {
-		zf_fail(err, ZF_ENOTFOUND,
-			"no '*_model_states.pt' file: it holds the parameter names and shapes");
-		zf_error_where(err, dir);
-		rc = ZF_ENOTFOUND;
-		goto out;
-	}
-	out->optim = calloc(out->world_size, sizeof(char *));
-	out->model = calloc(out->n_model, sizeof(char *));
-	if (!out->optim || !out->model) {
-		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (uint32_t r = 0; r < out->world_size; r++)
-		if (!(out->optim[r] = path_join(dir, optim.names[r]))) {
-			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-			goto out;
-		}
-	for (uint32_t r = 0; r < out->n_model; r++)
-		if (!(out->model[r] = path_join(dir, model_mp && !model.max_rank_plus1 ? model_mp : model.names[r]))) {
-			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-			goto out;
-		}
-out:
-	closedir(d);
-	found_release(&optim);
-	found_release(&model);
-	free(model_mp);
-	return rc;
-}
-
-static bool has_rank_files(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	bool yes = false;
-
-	if (!d)
-		return false;
-	while (!yes && (de = readdir(d))) {
-		uint32_t r, mp;
-
-		yes = classify(de->d_name, &r, &mp) != RF_NONE;
-	}
-	closedir(d);
-	return yes;
-}
-
-/* Tag folders directly under dir that hold rank files. */
+/*
+ * Folders directly under dir that hold a checkpoint: how many, the only
+ * one (*only, owned) when there is one, and their names in natural order,
+ * quoted and escaped, in buf.
+ */
 static int list_tags(const char *dir, char *buf, size_t size, int *count,
-		     char **only)
+		     char **only, struct zf_error *err)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
-	size_t used = 0;
+	char **names = NULL;
+	size_t n = 0, cap = 0, used = 0;
+	int rc = ZF_OK;
 
 	*count = 0;
 	*only = NULL;
 	buf[0] = '\0';
 	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
+		return ZF_OK; /* then nothing is there to choose from */
+	while (!rc && (de = readdir(d))) {
 		char *p;
 
 		if (de->d_name[0] == '.')
 			continue;
-		p = path_join(dir, de->d_name);
-		if (p && is_dir(p) && has_rank_files(p)) {
-			(*count)++;
-			if (used < size)
-				used += (size_t)snprintf(buf + used, size - used, "%s'%s'",
-							 used ? ", " : "", de->d_name);
-			free(*only);
-			*only = strdup(de->d_name);
+		p = zf_ckpt_path_join(dir, de->d_name);
+		if (!p) {
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+		} else if (is_dir(p) && holds_checkpoint(p)) {
+			if (n == cap) {
+				size_t c = cap ? 2 * cap : 8;
+				char **v = realloc(names, c * sizeof(*v));
+
+				if (v) {
+					names = v;
+					cap = c;
+				}
+			}
+			if (n < cap && (names[n] = strdup(de->d_name)))
+				n++;
+			else
+				rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		}
 		free(p);
 	}
 	closedir(d);
-	return 0;
+	if (rc) {
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+		return rc;
+	}
+	if (n)
+		qsort(names, n, sizeof(*names), natural_cmp);
+	for (size_t i = 0; i < n; i++) {
+		char shown[64];
+
+		if (used < size)
+			used += (size_t)snprintf(buf + used, size - used, "%s'%s'",
+						 i ? ", " : "",
+						 excerpt(names[i], shown, sizeof(shown)));
+	}
+	*count = (int)n;
+	if (n == 1)
+		*only = names[0];
+	else
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+	free(names);
+	return ZF_OK;
 }
 
 /* A copy of path without trailing slashes ("/" stays "/"), or NULL. */
@@ -431,29 +257,155 @@ static bool tag_is_safe(const char *tag)
 }
 
 /*
+ * Python's str.isspace(), which is what str.strip() removes: DeepSpeed
+ * reads `latest` with `fd.read().strip()` (every release, engine.py
+ * load_checkpoint and zero_to_fp32.py), mmengine its `last_checkpoint`
+ * the same way. A byte order mark is not white space there, so not here.
+ */
+static bool py_space(uint32_t c)
+{
+	return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) ||
+	       c == 0x85 || c == 0xa0 || c == 0x1680 ||
+	       (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
+	       c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+/* Why a text file's content is no tag folder name (for messages that
+ * must not show the content itself). */
+enum tag_text {
+	TT_OK,
+	TT_NOT_UTF8,	/* Python would fail to decode it */
+	TT_EMPTY,	/* nothing but white space */
+	TT_CONTROL,	/* line breaks or control characters inside */
+	TT_PATH,	/* '/', "." or "..": not a folder inside this one */
+	TT_LONG,	/* longer than a file name can be */
+};
+
+/*
+ * Cuts text (len bytes) as Python's str.strip() does, in place, and says
+ * whether what is left can name a folder here. *out points into text.
+ */
+static enum tag_text strip_tag(char *text, size_t len, char **out)
+{
+	const unsigned char *u = (const unsigned char *)text;
+	size_t i = 0, start = len, end = 0;
+
+	while (i < len) {
+		size_t j = i;
+		uint32_t c;
+
+		if (!zf_utf8_next(u, len, &j, &c))
+			return TT_NOT_UTF8;
+		if (!py_space(c)) {
+			if (start == len)
+				start = i;
+			end = j;
+		}
+		i = j;
+	}
+	if (start == len)
+		return TT_EMPTY;
+	text[end] = '\0';
+	*out = text + start;
+	for (i = start; i < end; i++)
+		if (u[i] < 0x20 || u[i] == 0x7f)
+			return TT_CONTROL;
+	if (end - start > 255)
+		return TT_LONG;
+	if (!tag_is_safe(*out))
+		return TT_PATH;
+	return TT_OK;
+}
+
+/*
+ * The tag the `latest` file of save folder dir holds, stripped as
+ * DeepSpeed strips it, into *tag (owned). *latest_path (owned) is the
+ * file, for messages. ZF_ENOTFOUND without a message when there is no
+ * `latest`. A file that is not a tag folder name is refused without
+ * showing its content: `latest` may be a link to any file.
+ */
+static int read_latest(const char *dir, char **tag, char **latest_path,
+		       struct zf_error *err)
+{
+	char *text = NULL, *name = NULL;
+	size_t len;
+	int rc;
+
+	*tag = NULL;
+	*latest_path = zf_ckpt_path_join(dir, "latest");
+	if (!*latest_path)
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	rc = zf_read_small_file(*latest_path, 4096, &text, &len, err);
+	if (rc == ZF_ENOTFOUND) {
+		zf_error_clear(err);
+		return ZF_ENOTFOUND;
+	}
+	if (rc)
+		return rc;
+	switch (strip_tag(text, len, &name)) {
+	case TT_OK:
+		*tag = strdup(name);
+		free(text);
+		return *tag ? ZF_OK : zf_fail(err, ZF_ENOMEM, "out of memory");
+	case TT_NOT_UTF8:
+		zf_fail(err, ZF_EFORMAT,
+			"does not hold a tag folder name: %zu bytes that are not UTF-8 text", len);
+		break;
+	case TT_EMPTY:
+		zf_fail(err, ZF_EFORMAT,
+			"is empty: it should hold the name of the tag folder, e.g. global_step100 (%zu bytes of white space)",
+			len);
+		break;
+	case TT_CONTROL:
+		zf_fail(err, ZF_EFORMAT,
+			"does not hold a tag folder name: %zu bytes with line breaks or control characters", len);
+		break;
+	case TT_PATH:
+		zf_fail(err, ZF_EFORMAT,
+			"does not hold a tag folder name: a path, '.' or '..', where the name of a folder beside 'latest' belongs");
+		break;
+	case TT_LONG:
+		zf_fail(err, ZF_EFORMAT,
+			"does not hold a tag folder name: %zu bytes, longer than a file name can be", len);
+		break;
+	}
+	free(text);
+	zf_error_where(err, *latest_path);
+	return ZF_EFORMAT;
+}
+
+/*
  * The tag mmengine's `last_checkpoint` (a path, usually absolute, to the
  * newest iter_N.pth) names inside dir, or NULL: only its last component
- * is used, and only when dir holds such a tag folder with rank files.
+ * is used, and only when dir holds such a folder with a checkpoint in it.
  */
 static char *mmengine_last(const char *dir)
 {
-	char *p = path_join(dir, "last_checkpoint"), *text = NULL, *tag = NULL;
+	char *p = zf_ckpt_path_join(dir, "last_checkpoint"), *text = NULL, *tag = NULL;
+	char *name = NULL;
 	size_t len;
 
 	if (!p || zf_read_small_file(p, 4096, &text, &len, NULL)) {
 		free(p);
 		return NULL;
 	}
-	while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
-		text[--len] = '\0';
-	while (len > 1 && text[len - 1] == '/')
-		text[--len] = '\0';
-	tag = basename_dup(text);
-	free(text);
 	free(p);
+	/* A path: '/' is expected here, the other reasons are not. */
+	switch (strip_tag(text, len, &name)) {
+	case TT_OK:
+	case TT_PATH:
+		len = strlen(name);
+		while (len > 1 && name[len - 1] == '/')
+			name[--len] = '\0';
+		tag = basename_dup(name);
+		break;
+	default:
+		break;
+	}
+	free(text);
 	if (tag && tag_is_safe(tag)) {
-		char *t = path_join(dir, tag);
-		bool ok = t && is_dir(t) && has_rank_files(t);
+		char *t = zf_ckpt_path_join(dir, tag);
+		bool ok = t && is_dir(t) && holds_checkpoint(t);
 
 		free(t);
 		if (ok)
@@ -463,10 +415,70 @@ static char *mmengine_last(const char *dir)
 	return NULL;
 }
 
+/*
+ * No `latest` in save folder dir: the one folder in it that holds a
+ * checkpoint, or the one mmengine's `last_checkpoint` names, into *tag.
+ */
+static int choose_tag(const char *dir, char **tag, struct zf_error *err)
+{
+	char tags[512], *only = NULL;
+	int count;
+
+	int rc = list_tags(dir, tags, sizeof(tags), &count, &only, err);
+
+	if (rc)
+		return rc;
+	if (count == 1) {
+		/* One candidate: unambiguous. */
+		*tag = only;
+		return ZF_OK;
+	}
+	free(only);
+	/* An XTuner/mmengine work_dir names its newest checkpoint in
+	 * `last_checkpoint`. */
+	if (count > 1 && (*tag = mmengine_last(dir)))
+		return ZF_OK;
+	if (count)
+		zf_fail(err, ZF_ENOTFOUND,
+			"no 'latest' file and %d folders that hold a checkpoint (%s): choose one with --tag",
+			count, tags);
+	else
+		zf_fail(err, ZF_ENOTFOUND,
+			"no 'latest' file and no tag folder with DeepSpeed rank files: not a DeepSpeed checkpoint");
+	zf_error_where(err, dir);
+	return ZF_ENOTFOUND;
+}
+
+/* "the tag folder `latest_path` names does not exist", showing the name
+ * only when `latest` is a file of its own, never the content of a file it
+ * links to, and then only a short escaped excerpt. */
+static void no_tag_folder(const char *tag, const char *latest_path,
+			  const char *dir, struct zf_error *err)
+{
+	char shown[48];
+	struct stat st;
+
+	if (!latest_path) {
+		zf_fail(err, ZF_ENOTFOUND, "no tag folder '%s'",
+			excerpt(tag, shown, sizeof(shown)));
+		zf_error_where(err, dir);
+	} else if (lstat(latest_path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		zf_fail(err, ZF_ENOTFOUND,
+			"is a symbolic link to a file whose text names no folder beside it; its text is not shown");
+		zf_error_where(err, latest_path);
+	} else {
+		zf_fail(err, ZF_ENOTFOUND,
+			"names tag '%s', but there is no such folder beside it",
+			excerpt(tag, shown, sizeof(shown)));
+		zf_error_where(err, latest_path);
+	}
+}
+
 int zf_ckpt_locate(const char *path, const char *tag,
 		   struct zf_ckpt_files *out, struct zf_error *err)
 {
-	char *latest_path = NULL, *latest = NULL;
+	char *save = NULL, *latest_path = NULL, *tag_dir = NULL;
+	char *name = NULL, *outer = NULL;
 	int rc = ZF_OK;
 
 	memset(out, 0, sizeof(*out));
@@ -482,7 +494,7 @@ int zf_ckpt_locate(const char *path, const char *tag,
 		return err ? err->status : ZF_ENOTFOUND;
 	}
 
-	if (!tag && has_rank_files(path)) {
+	if (!tag && zf_ckpt_has_rank_files(path)) {
 		/* The tag folder itself: global_stepN/, iter_N.pth/. */
 		char *parent = dirname_dup(path);
 
@@ -496,103 +508,95 @@ int zf_ckpt_locate(const char *path, const char *tag,
 			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 			goto out;
 		}
-		rc = scan_tag_dir(out->tag_dir, out, err);
+		rc = zf_ckpt_scan_tag_dir(out->tag_dir, out, err);
 		goto out;
 	}
 
+	save = strdup(path);
+	if (!save) {
+		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+		goto out;
+	}
 	if (tag) {
+		char shown[48];
+
 		if (!tag_is_safe(tag)) {
-			rc = zf_fail(err, ZF_EUSAGE,
-				     "tag '%s' is not a folder name", tag);
+			rc = zf_fail(err, ZF_EUSAGE, "tag '%s' is not a folder name",
+				     excerpt(tag, shown, sizeof(shown)));
 			goto out;
 		}
-		out->tag = strdup(tag);
-	} else {
-		size_t len;
-
-		latest_path = path_join(path, "latest");
-		if (!latest_path) {
+		name = strdup(tag);
+		if (!name) {
 			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 			goto out;
 		}
-		rc = zf_read_small_file(latest_path, 4096, &latest, &len, err);
+	} else {
+		rc = read_latest(save, &name, &latest_path, err);
 		if (rc == ZF_ENOTFOUND) {
-			char tags[512], *only = NULL;
-			int count;
-
-			zf_error_clear(err);
-			list_tags(path, tags, sizeof(tags), &count, &only);
-			if (count == 1) {
-				/* No `latest`, one tag folder: unambiguous. */
-				out->tag = only;
-				rc = ZF_OK;
-			} else if (count > 1 && (out->tag = mmengine_last(path))) {
-				/* An XTuner/mmengine work_dir names its newest
-				 * checkpoint in `last_checkpoint`. */
-				free(only);
-				rc = ZF_OK;
-			} else {
-				free(only);
-				if (count)
-					zf_fail(err, ZF_ENOTFOUND,
-						"no 'latest' file and %d tag folders (%s): choose one with --tag",
-						count, tags);
-				else
-					zf_fail(err, ZF_ENOTFOUND,
-						"no 'latest' file and no tag folder with DeepSpeed rank files: not a DeepSpeed checkpoint");
-				zf_error_where(err, path);
-				rc = ZF_ENOTFOUND;
-				goto out;
-			}
-		} else if (rc) {
-			goto out;
-		} else {
-			/* DeepSpeed writes the tag with no newline; tolerate one. */
-			while (len && (latest[len - 1] == '\n' || latest[len - 1] == '\r' ||
-				       latest[len - 1] == ' ' || latest[len - 1] == '\t'))
-				latest[--len] = '\0';
-			if (strlen(latest) != len || !tag_is_safe(latest)) {
-				rc = zf_fail(err, ZF_EFORMAT,
-					     "does not hold a tag folder name (%zu bytes)", len);
-				zf_error_where(err, latest_path);
-				goto out;
-			}
-			out->tag = latest;
-			latest = NULL;
+			free(latest_path);
+			latest_path = NULL;
+			rc = choose_tag(save, &name, err);
 		}
+		if (rc)
+			goto out;
 	}
-	if (!out->tag) {
-		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-		goto out;
+	/*
+	 * The folder chosen may be a save folder of its own, with a `latest`
+	 * and no rank files (an XTuner iter_N.pth/ holding global_stepN/, a
+	 * Trainer checkpoint-N/ in a run folder): follow its `latest`, once.
+	 */
+	for (;;) {
+		tag_dir = zf_ckpt_path_join(save, name);
+		if (!tag_dir) {
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+			goto out;
+		}
+		if (!is_dir(tag_dir)) {
+			no_tag_folder(name, latest_path, save, err);
+			rc = ZF_ENOTFOUND;
+			goto out;
+		}
+		if (outer || zf_ckpt_has_rank_files(tag_dir) || !is_file(tag_dir, "latest"))
+			break;
+		free(save);
+		save = tag_dir;
+		tag_dir = NULL;
+		outer = name;
+		free(latest_path);
+		rc = read_latest(save, &name, &latest_path, err);
+		if (rc == ZF_ENOTFOUND) { /* removed since is_file() */
+			rc = zf_fail(err, ZF_ECHANGED, "disappeared while being read");
+			zf_error_where(err, latest_path);
+		}
+		if (rc)
+			goto out;
 	}
-	out->tag_dir = path_join(path, out->tag);
-	if (!out->tag_dir) {
-		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-		goto out;
+	if (outer) {
+		/* Shown as the tag: which of the outer folders was read. */
+		char *both = zf_ckpt_path_join(outer, name);
+
+		if (!both) {
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+			goto out;
+		}
+		free(name);
+		name = both;
 	}
-	if (!is_dir(out->tag_dir)) {
-		if (latest_path && !tag)
-			zf_fail(err, ZF_ENOTFOUND,
-				"names tag '%s', but there is no folder '%s'",
-				out->tag, out->tag_dir);
-		else
-			zf_fail(err, ZF_ENOTFOUND, "no tag folder '%s'", out->tag);
-		zf_error_where(err, latest_path && !tag ? latest_path : path);
-		rc = ZF_ENOTFOUND;
-		goto out;
-	}
-	out->layout = (exists(path, "config.json") || exists(path, "trainer_state.json"))
+	out->tag = name;
+	out->tag_dir = tag_dir;
+	out->hf_dir = save;
+	name = tag_dir = save = NULL;
+	out->layout = (exists(out->hf_dir, "config.json") ||
+		       exists(out->hf_dir, "trainer_state.json"))
 			      ? ZF_LAYOUT_TRAINER
 			      : ZF_LAYOUT_DEEPSPEED;
-	out->hf_dir = strdup(path);
-	if (!out->hf_dir) {
-		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-		goto out;
-	}
-	rc = scan_tag_dir(out->tag_dir, out, err);
+	rc = zf_ckpt_scan_tag_dir(out->tag_dir, out, err);
 out:
+	free(save);
+	free(name);
+	free(outer);
+	free(tag_dir);
 	free(latest_path);
-	free(latest);
 	if (rc)
 		zf_ckpt_files_release(out);
 	return rc;

@@ -6,13 +6,17 @@
  * fp16_ieee_from_fp32_value() for fp16: both are IEEE round to nearest,
  * ties to even, with subnormals kept and overflow to Inf.
  *
- * NaN: torch itself gives 0x7FC0 from its scalar bf16 path, 0xFFFF from its
- * vector one, sign|0x7E00 from scalar fp16 and a payload-keeping NaN from
- * F16C. We pick one canonical answer so that both our kernels agree: a
- * narrowing conversion maps a NaN to the quiet NaN with the same sign and
- * no payload (bf16 0x7FC0/0xFFC0, fp16 0x7E00/0xFE00). Widening keeps the
- * payload and sets the quiet bit, which is what vcvtph2ps (and a float
- * multiply in torch's scalar path) does.
+ * NaN, the one rule (convert.h): narrowing maps every NaN to the quiet NaN
+ * of the same sign with no payload (bf16 0x7FC0/0xFFC0, fp16 0x7E00/
+ * 0xFE00); widening keeps sign and payload, bf16 -> F32 as a plain shift
+ * and F16 -> F32 with the quiet bit set. torch 1.13 (measured with every
+ * NaN class, both CPU code paths) agrees on all of it except bf16
+ * narrowing, where it drops the sign and its answer depends on the CPU:
+ * F32 -> BF16 gives 0x7FC0 from c10's scalar round_to_nearest_even
+ * (ATEN_CPU_CAPABILITY=default) and 0xFFFF from its AVX2 kernel; F16 ->
+ * BF16 gives 0x7FC0 on both. No rule can match a machine-dependent answer;
+ * ours keeps the sign, as fp16 does, and both our kernels give it (F16C
+ * alone would keep part of the payload).
  *
  * Two kernels: portable C, and AVX2+F16C chosen at run time through
  * __builtin_cpu_supports, so this file needs no -march. The vector kernel

@@ -201,14 +201,14 @@ try:
     tap.ok("serving '" in text and "stopped serving '" in text, "--log FILE gets the mount's lines",
            text)
 
-    # Text from the checkpoint is escaped: a tag folder named with ESC.
+    # Text from the checkpoint is escaped: a tag folder named with ESC,
+    # given directly (a `latest` holding control characters is refused
+    # without its text being shown, below).
     esc_ck = copy_ckpt(src, os.path.join(WORK, "esc"))
     tag = [d for d in os.listdir(esc_ck) if os.path.isdir(os.path.join(esc_ck, d))][0]
     evil = "global_step\x1b]0;owned\x07\x1b[2J"
     os.rename(os.path.join(esc_ck, tag), os.path.join(esc_ck, evil))
-    with open(os.path.join(esc_ck, "latest"), "w") as f:
-        f.write(evil)
-    for cmd in (["inspect", esc_ck], ["verify", esc_ck]):
+    for cmd in (["inspect", os.path.join(esc_ck, evil)], ["verify", os.path.join(esc_ck, evil)]):
         p = run(cmd)
         out = p.stdout + p.stderr
         tap.ok(p.returncode == 0 and "\x1b" not in out and "\x07" not in out
@@ -218,8 +218,9 @@ try:
     with open(os.path.join(esc_ck, "latest"), "w") as f:
         f.write("nothing\x1b[31mhere")
     p = run(["inspect", esc_ck])
-    tap.ok(p.returncode == 3 and "\x1b" not in p.stderr and "nothing\\x1b[31mhere" in p.stderr,
-           "a 'latest' naming no folder: the message shows its text escaped", repr(p.stderr))
+    tap.ok(p.returncode == 3 and "\x1b" not in p.stderr and "nothing" not in p.stderr
+           and "control characters" in p.stderr,
+           "a 'latest' holding control characters: refused, its text not shown", repr(p.stderr))
 
     # umount refuses what is not zerofs'; a file is no mount point.
     plain = mountpoint("plain")

@@ -3,8 +3,11 @@
  * core/convert.c against itself (scalar vs AVX2 on all 2^32 fp32 inputs and
  * all 2^16 half inputs), against hand-worked bit patterns, and against
  * torch's own Tensor.to() results recorded in convert_vectors.h by
- * gen_convert_vectors.py. Non-NaN results must be bit-exact; torch's NaNs
- * are compared by class because its scalar and vector paths disagree.
+ * gen_convert_vectors.py. Non-NaN results must be bit-exact. NaNs follow
+ * one rule (convert.h), checked exactly on every input; torch's NaN bits are
+ * the same except for bf16 narrowing, where torch drops the sign and its
+ * scalar and vector paths disagree (0x7fc0, 0xffff): that difference is
+ * pinned too.
  */
 #include "zerofs/convert.h"
 
@@ -162,7 +165,7 @@ static void exhaustive_half(enum zf_dtype src)
 	static uint16_t x_v[65536 + 7], x_s[65536 + 7];
 	static uint32_t w_v[65536 + 7], w_s[65536 + 7];
 	int (*isnan16)(uint16_t) = src == ZF_DT_BF16 ? isnan_bf16 : isnan_f16;
-	unsigned bad_widen = 0, bad_trip = 0;
+	unsigned bad_widen = 0, bad_trip = 0, bad_cross = 0;
 
 	for (uint32_t i = 0; i < 65536; i++)
 		h[i] = (uint16_t)i;
@@ -189,14 +192,24 @@ static void exhaustive_half(enum zf_dtype src)
 		uint32_t w = w_s[i];
 
 		/* Exact widening: sign and value, checked independently of
-		 * the kernel's own formula through the double value. */
+		 * the kernel's own formula through the double value. NaN:
+		 * sign and payload kept, bf16 by a plain shift, fp16 with
+		 * the quiet bit set (torch and vcvtph2ps); narrowed again,
+		 * and across to the other half type, the canonical quiet
+		 * NaN of the same sign. */
 		if (isnan16(h[i])) {
-			if (!isnan32(w) || (w >> 31) != (uint32_t)(h[i] >> 15))
+			uint32_t sign = (uint32_t)(h[i] & 0x8000u);
+			uint32_t want = src == ZF_DT_BF16
+						? (uint32_t)h[i] << 16
+						: sign << 16 | 0x7fc00000u |
+							  (uint32_t)(h[i] & 0x3ffu) << 13;
+
+			if (w != want)
 				bad_widen++;
-			if (back_s[i] != ((h[i] & 0x8000u) |
-					  (src == ZF_DT_BF16 ? 0x7fc0u :
-							       0x7e00u)))
+			if (back_s[i] != (sign | (src == ZF_DT_BF16 ? 0x7fc0u : 0x7e00u)))
 				bad_trip++;
+			if (x_s[i] != (sign | (src == ZF_DT_BF16 ? 0x7e00u : 0x7fc0u)))
+				bad_cross++;
 			continue;
 		}
 		if (src == ZF_DT_BF16) {
@@ -223,8 +236,11 @@ static void exhaustive_half(enum zf_dtype src)
 		if (back_s[i] != h[i])
 			bad_trip++;
 	}
-	tap_ok(bad_widen == 0, "all 2^16 %s widen exactly (%u bad)",
-	       zf_dtype_st_name(src), bad_widen);
+	tap_ok(bad_widen == 0, "all 2^16 %s widen exactly, NaN payload and sign "
+	       "kept (%u bad)", zf_dtype_st_name(src), bad_widen);
+	tap_ok(bad_cross == 0, "all 2^16 %s NaNs -> %s: the canonical quiet NaN "
+	       "of the same sign (%u bad)", zf_dtype_st_name(src),
+	       zf_dtype_st_name(other), bad_cross);
 	tap_ok(bad_trip == 0,
 	       "all 2^16 %s round trip through F32 (NaN -> canonical; %u bad)",
 	       zf_dtype_st_name(src), bad_trip);
@@ -310,6 +326,14 @@ static void edge_cases(void)
 	zf_convert_force_scalar(false);
 }
 
+/* What torch 1.13 writes for a NaN narrowed to bf16: the sign dropped,
+ * 0x7fc0 from c10's scalar code, 0xffff from its AVX2 kernel (the one
+ * place where its NaN bits differ from our rule, see convert.h). */
+static int torch_bf16_nan(uint16_t h)
+{
+	return h == 0x7fc0 || h == 0xffff;
+}
+
 /* The recorded torch results, one element at a time and as whole arrays
  * (so both the vector body and the scalar tail are used). */
 static void torch_vectors(void)
@@ -338,10 +362,9 @@ static void torch_vectors(void)
 		for (size_t i = 0; i < nn; i++) {
 			if (isnan32(in[i])) {
 				nans++;
-				bad_b += !isnan_bf16(ob[i]) ||
-					 !isnan_bf16(cv_narrow[i].bf16);
-				bad_h += !isnan_f16(oh[i]) ||
-					 !isnan_f16(cv_narrow[i].f16);
+				bad_b += !torch_bf16_nan(cv_narrow[i].bf16) ||
+					 ob[i] != (((in[i] >> 16) & 0x8000u) | 0x7fc0u);
+				bad_h += oh[i] != cv_narrow[i].f16;
 				continue;
 			}
 			bad_b += ob[i] != cv_narrow[i].bf16 ||
@@ -350,10 +373,11 @@ static void torch_vectors(void)
 				 cvt16(ZF_DT_F16, ZF_DT_F32, in[i]) != oh[i];
 		}
 		tap_ok(bad_b == 0,
-		       "%zu torch fp32 -> bf16 vectors (%u NaN by class) [%s]: "
-		       "%u bad", nn, nans, zf_convert_impl(), bad_b);
+		       "%zu torch fp32 -> bf16 vectors (%u NaN: torch 0x7fc0 or "
+		       "0xffff, ours the sign's) [%s]: %u bad", nn, nans,
+		       zf_convert_impl(), bad_b);
 		tap_ok(bad_h == 0,
-		       "%zu torch fp32 -> fp16 vectors (%u NaN by class) [%s]: "
+		       "%zu torch fp32 -> fp16 vectors (%u NaN, same bits) [%s]: "
 		       "%u bad", nn, nans, zf_convert_impl(), bad_h);
 
 		zf_convert(ZF_DT_F32, wb, ZF_DT_BF16, in16, nw);
@@ -363,20 +387,12 @@ static void torch_vectors(void)
 		for (size_t i = 0; i < nw; i++) {
 			uint16_t h = in16[i];
 
-			if (isnan_bf16(h)) {
-				bad_w += !isnan32(wb[i]) ||
-					 !isnan32(cv_wide[i].bf16_f32);
-				bad_x += !isnan_f16(xbh[i]) ||
-					 !isnan_f16(cv_wide[i].bf16_f16);
-			} else {
-				bad_w += wb[i] != cv_wide[i].bf16_f32;
-				bad_x += xbh[i] != cv_wide[i].bf16_f16;
-			}
+			bad_w += wb[i] != cv_wide[i].bf16_f32;
+			bad_x += xbh[i] != cv_wide[i].bf16_f16;
 			if (isnan_f16(h)) {
-				bad_w += !isnan32(wh[i]) ||
-					 !isnan32(cv_wide[i].f16_f32);
-				bad_x += !isnan_bf16(xhb[i]) ||
-					 !isnan_bf16(cv_wide[i].f16_bf16);
+				bad_w += wh[i] != cv_wide[i].f16_f32;
+				bad_x += !torch_bf16_nan(cv_wide[i].f16_bf16) ||
+					 xhb[i] != ((h & 0x8000u) | 0x7fc0u);
 			} else {
 				bad_w += wh[i] != cv_wide[i].f16_f32 ||
 					 cvt32(ZF_DT_F16, h) != wh[i];
