@@ -500,10 +500,8 @@ static int put_in_model_order(struct zf_loader *L, struct zf_error *err)
 		const struct zf_tensor *t = &ck->tensors[i];
 
 		new_of[i] = ZF_STRMAP_NONE;
-		if (t->kind == ZF_KIND_ALIAS && t->alias_of == SIZE_MAX) {
-			free((char *)t->name);
-			new_of[i] = SIZE_MAX - 1; /* dropped */
-		}
+		if (t->kind == ZF_KIND_ALIAS && t->alias_of == SIZE_MAX)
+			new_of[i] = SIZE_MAX - 1; /* dropped (the name map still uses its name) */
 	}
 	for (size_t i = 0; i < L->n_modents; i++) {
 		size_t j = zf_strmap_get(&L->names, L->modents[i].name);
@@ -530,15 +528,18 @@ static int put_in_model_order(struct zf_loader *L, struct zf_error *err)
 		if (t->same_as != (size_t)-1)
 			t->same_as = new_of[t->same_as];
 	}
+	/* The name map and the params' tensor indexes are of the old
+	 * order: the map goes; the params are not used after this. */
+	zf_strmap_release(&L->names);
+	for (size_t i = 0; i < n; i++)
+		if (new_of[i] == SIZE_MAX - 1)
+			free((char *)ck->tensors[i].name);
 	free(ck->tensors);
 	free(ck->places);
 	ck->tensors = sorted;
 	ck->places = places;
 	ck->info.n_tensors = k;
 	free(new_of);
-	/* The name map and the params' tensor indexes are of the old
-	 * order: the map goes; the params are not used after this. */
-	zf_strmap_release(&L->names);
 	return ZF_OK;
 }
 
