@@ -71,6 +71,10 @@ static int parse(struct zf_loaded *f, struct zf_error *err)
 		zf_error_where(err, path);
 		return rc;
 	}
+	/* A legacy file's records are found with its pickle's storages. */
+	rc = zf_ptfile_bind(f->pf, f->pk, err);
+	if (rc)
+		return rc;
 	f->root = zf_pickle_root(f->pk);
 	if (!zf_pv_is(f->root, ZF_PV_DICT))
 		return zf_fail_at(err, ZF_EFORMAT, path,
@@ -87,7 +91,9 @@ static int parse(struct zf_loaded *f, struct zf_error *err)
 static int parse_or_share(struct zf_loaded *f, const struct zf_loaded *tmpl,
 			  struct zf_error *err)
 {
-	if (tmpl && tmpl->root && tmpl->pf) {
+	/* A legacy file's storage keys are addresses, its own: parsed. */
+	if (tmpl && tmpl->root && tmpl->pf && !zf_ptfile_is_legacy(f->pf) &&
+	    !zf_ptfile_is_legacy(tmpl->pf)) {
 		struct zf_record a, b;
 
 		zf_ptfile_pickle_record(f->pf, &a);
@@ -126,6 +132,11 @@ static int digest_records(struct zf_loaded *f, struct zf_error *err)
 
 	if (!st)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	/* A legacy file has no sizes or CRCs to tell copies by. */
+	if (zf_ptfile_is_legacy(f->pf)) {
+		XXH3_freeState(st);
+		return ZF_OK;
+	}
 	zf_ptfile_pickle_record(f->pf, &pkl);
 	prefix = 0;
 	for (size_t i = 0; zf_ptfile_entry(f->pf, i, &ent) == ZF_OK; i++) {

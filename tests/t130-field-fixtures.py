@@ -73,10 +73,7 @@ def _gaps(*rows):
     return {(fx, check): (item, what) for fx, checks, item, what in rows for check in checks}
 
 
-KNOWN_GAPS = _gaps(
-    ("v0.18.9_legacy_z2_ws2_bf16", ALL, FORMATS,
-     "torch's legacy (non-zip) serialization: 'not a zip file or truncated'"),
-)
+KNOWN_GAPS = _gaps()
 
 WHOLE, PART, REFUSE = "whole", "partial", "refuse"
 # fixture -> (class, checkpoint folder under field/, cause fragments)

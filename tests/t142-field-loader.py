@@ -18,6 +18,7 @@ itself (the live tensors, and the fp32 masters where the run had them):
     a hub cache repo folder with links into blobs/) completes them, and a
     base that is not the run's is refused naming why;
   * one-stage PipelineModule checkpoints served from their layer files;
+  * every file in torch's legacy (non-zip) format (ZeRO-0, 2 and 3);
 and, where ../shared/fixtures/field exists, every field fixture zerofs
 serves, against NAME.live.pt.
 """
@@ -183,6 +184,10 @@ GEN = [
     ("z0_fp32", ["--zero0", "fp32", "--tied", "--views"]),
     ("f32buf2", ["--stage", "2", "--dtype", "bf16", "--fp32-buffer"]),
     ("f32buf3", ["--stage", "3", "--dtype", "fp16", "--fp32-buffer", "--frozen"]),
+    ("legacy3", ["--stage", "3", "--ws", "3", "--dtype", "bf16", "--legacy", "--frozen",
+                 "--tied", "--twice"]),
+    ("legacy2", ["--stage", "2", "--legacy", "--frozen", "--views"]),
+    ("legacy0", ["--zero0", "unfused", "--dtype", "bf16", "--legacy", "--tied"]),
 ]
 OPT = {"unfused": "FP16_UnfusedOptimizer", "fused": "FP16_Optimizer",
        "fp32": "none (fp32 without ZeRO: the model states hold the weights)"}

@@ -504,7 +504,11 @@ class Gen:
 
     def save(self, obj, fname, custom=False):
         path = os.path.join(self.tagdir, fname)
-        if custom or not self.a.torch_save:
+        if self.a.legacy:
+            # torch's legacy (non-zip) format, as DeepSpeed >= 0.17 writes it with
+            # "checkpoint": {"checkpoint_serialization": false}
+            torch.save(obj, path, _use_new_zipfile_serialization=False)
+        elif custom or not self.a.torch_save:
             tzip.save(obj, path)  # byte-identical to torch.save (see README), but faster
         else:
             torch.save(obj, path)
@@ -1069,7 +1073,7 @@ class Gen:
 # defaults (left out of ref.json's generator_args when unused).
 NEW_OPTS = {"fp32_buffer": False, "views": False, "view_rows": 5, "twice": False,
             "empty_shared": False, "exclude_frozen": False, "adapter_config": False,
-            "zero0": None}
+            "zero0": None, "legacy": False}
 
 
 def parse(argv=None):
@@ -1148,7 +1152,12 @@ def parse(argv=None):
                          "holds the fp32 masters (FP16_UnfusedOptimizer's fp32_groups, "
                          "FP16_Optimizer's fp32_groups_flat) or, fp32, is the torch "
                          "optimizer's state_dict")
+    ap.add_argument("--legacy", action="store_true",
+                    help="write every .pt file in torch's legacy (non-zip) format "
+                         "(torch.save(..., _use_new_zipfile_serialization=False))")
     a = ap.parse_args(argv)
+    if a.legacy and a.big_gib:
+        ap.error("--legacy does not go with --big-gib")
     if a.llama:
         if a.hidden % a.heads or (a.hidden // a.heads) % 2 or a.heads % a.kv_heads:
             ap.error("--llama needs --hidden divisible by --heads into an even head size, "
