@@ -144,6 +144,11 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 	} else if (!L->ws && !L->module) {
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "no 'module' state dict: the weights of a run without ZeRO live there");
+	} else if (!L->module) {
+		/* A pipeline's: its frozen params and buffers are only in the
+		 * layer files, and serving without them would be partial. */
+		return zf_fail_at(err, ZF_ENOTFOUND, path,
+				  "'module' is None, as a PipelineModule saves it, but no layer files ('layer_00-model_states.pt', ...) are beside it: its frozen params and buffers are there");
 	}
 	/* The BF16_Optimizer writes no stage: the run's config says it. */
 	if (ck->info.optimizer == ZF_OPT_BF16)

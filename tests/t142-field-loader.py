@@ -594,6 +594,13 @@ else:
             "'%s': PipelineModule checkpoint without the file of layer 2 "
             "('layer_02-model_states.pt'), which '2.fc.weight' belongs to"
             % os.path.join(ck, "global_step3"))
+    for f in os.listdir(os.path.join(ck, "global_step3")):
+        if f.startswith("layer_"):
+            os.unlink(os.path.join(ck, "global_step3", f))
+    refused("field pipe_s1_frozen_z1_ws2 without any layer file", ["inspect", ck], 3,
+            "'%s': 'module' is None, as a PipelineModule saves it, but no layer files "
+            "('layer_00-model_states.pt', ...) are beside it: its frozen params and buffers are "
+            "there" % os.path.join(ck, "global_step3", "mp_rank_00_model_states.pt"))
 
     for name, (msfile, msg) in FIELD_PARTIAL.items():
         ckpt = os.path.join(FIELD, name)
