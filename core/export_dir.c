@@ -71,19 +71,26 @@ static int add_fence(struct fences *fs, const char *path, bool inside,
 	return ZF_OK;
 }
 
-/* The folder really holding the file at path (a link resolved). */
+/* The folder really holding the file at path (a link resolved; stat()
+ * of the folder part follows links to folders by itself). */
 static int add_parent_fence(struct fences *fs, const char *path, struct zf_error *err)
 {
-	char *real = realpath(path, NULL), *slash;
+	const char *what = "a folder served files are read from";
+	char *dir, *slash;
+	struct stat st;
 	int rc;
 
-	if (!real)
-		return ZF_OK;
-	slash = strrchr(real, '/');
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+		dir = realpath(path, NULL);
+	else
+		dir = strdup(path);
+	if (!dir)
+		return errno == ENOMEM ? zf_fail(err, ZF_ENOMEM, "out of memory") : ZF_OK;
+	slash = strrchr(dir, '/');
 	if (slash)
-		slash[slash == real ? 1 : 0] = '\0';
-	rc = add_fence(fs, real, false, "a folder served files are read from", err);
-	free(real);
+		slash[slash == dir ? 1 : 0] = '\0';
+	rc = add_fence(fs, slash ? dir : ".", false, what, err);
+	free(dir);
 	return rc;
 }
 
