@@ -168,7 +168,11 @@ int cmd_export(int argc, char **argv)
 		cli_error("kept %zu file%s (%s) already complete from an earlier export",
 			  st.kept_files, st.kept_files == 1 ? "" : "s",
 			  cli_human_size(st.kept_bytes, size, sizeof(size)));
-	if (!a.quiet)
+	if (!a.quiet && !st.written_files)
+		cli_error("nothing to write: %s %zu file%s in '%s' %s complete and match",
+			  di->n_files == 1 ? "the" : "all", di->n_files,
+			  di->n_files == 1 ? "" : "s", out, di->n_files == 1 ? "is" : "are");
+	else if (!a.quiet)
 		cli_error("exported %zu file%s (%s, %zu shard%s, %s) to '%s' in %.1f s (%s/s)",
 			di->n_files, di->n_files == 1 ? "" : "s",
 			zf_dtype_torch_name(di->dtype), di->n_shards,

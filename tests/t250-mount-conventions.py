@@ -210,7 +210,12 @@ try:
                    m.proc.stderr)
     except MountFailed as e:
         tap.ok(False, "mount --log FILE -o fsname=", e)
-    text = open(logf).read() if os.path.exists(logf) else ""
+    # The serving process logs its last line after the unmount is seen.
+    for _ in range(100):
+        text = open(logf).read() if os.path.exists(logf) else ""
+        if "stopped serving '" in text:
+            break
+        time.sleep(0.05)
     tap.ok("serving '" in text and "stopped serving '" in text, "--log FILE gets the mount's lines",
            text)
 
