@@ -8,6 +8,10 @@
  * object of valid UTF-8, each tensor of a known dtype with a shape whose
  * size is exactly its data_offsets, inside the file; no name twice.
  *
+ * The folder is untrusted like any other: its files are opened through
+ * confine.h, so a link that leads out of it (or, for a hub snapshot, out
+ * of the repository's blobs/) is refused, not served.
+ *
  * Workload: once per open; a 70B base has ~30 shards of ~1,000 tensors.
  */
 #include "base.h"
@@ -20,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "confine.h"
 #include "io.h"
 #include "text.h"
 #include "zerofs/safetensors.h"
@@ -291,6 +296,24 @@ out:
 	return rc;
 }
 
+/* Opens file name of the base folder, confined to it. */
+static int open_in(const struct zf_confine *c, const char *name, struct zf_source **out,
+		   struct zf_error *err)
+{
+	char *why = NULL;
+	int rc = zf_confine_open(c, name, out, &why, err);
+
+	if (!rc && !*out) {
+		char *path = zf_absolute_path(c->dir, name);
+
+		rc = zf_fail_at(err, ZF_EFORMAT, path ? path : c->dir, "--base: %s",
+				why ? why : "not a regular file");
+		free(path);
+	}
+	free(why);
+	return rc;
+}
+
 /* Appends name to the files to read (once). */
 static int add_file(char ***names, size_t *n, const char *name, struct zf_error *err)
 {
@@ -311,19 +334,34 @@ static int add_file(char ***names, size_t *n, const char *name, struct zf_error 
 
 /* The files of the index's weight_map, in order of first mention; the
  * parsed index is kept in *index to check against the headers. */
-static int read_index(const char *dir, cJSON **index, char ***names, size_t *n,
+static int read_index(const struct zf_confine *c, cJSON **index, char ***names, size_t *n,
 		      struct zf_error *err)
 {
-	char *path = zf_absolute_path(dir, "model.safetensors.index.json"), *text = NULL;
+	char *path = zf_absolute_path(c->dir, "model.safetensors.index.json"), *text = NULL;
+	struct zf_source *src = NULL;
 	const cJSON *map, *e;
 	size_t len;
 	int rc;
 
 	if (!path)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	rc = zf_read_small_file(path, MAX_INDEX, &text, &len, err);
+	rc = open_in(c, "model.safetensors.index.json", &src, err);
 	if (rc)
 		goto out;
+	if (zf_source_size(src) > MAX_INDEX) {
+		rc = zf_fail_at(err, ZF_EFORMAT, path, "over %zu bytes: not an index", MAX_INDEX);
+		goto out;
+	}
+	len = (size_t)zf_source_size(src);
+	text = malloc(len + 1);
+	if (!text) {
+		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = zf_source_pread(src, text, len, 0, err);
+	if (rc)
+		goto out;
+	text[len] = '\0';
 	*index = zf_utf8_valid(text, len) ? cJSON_ParseWithLength(text, len) : NULL;
 	map = cJSON_GetObjectItemCaseSensitive(*index, "weight_map");
 	if (!cJSON_IsObject(map)) {
@@ -345,6 +383,7 @@ static int read_index(const char *dir, cJSON **index, char ***names, size_t *n,
 			goto out;
 	}
 out:
+	zf_source_close(src);
 	free(text);
 	if (rc)
 		zf_error_where(err, path);
@@ -433,6 +472,7 @@ static int check_names(struct zf_base *b, const cJSON *index, char **names,
 int zf_base_open(const char *dir, struct zf_base **out, struct zf_error *err)
 {
 	struct zf_base *b = calloc(1, sizeof(*b));
+	struct zf_confine c = { 0 };
 	struct list l = { 0 };
 	cJSON *index = NULL;
 	char **names = NULL;
@@ -443,9 +483,11 @@ int zf_base_open(const char *dir, struct zf_base **out, struct zf_error *err)
 	if (!b)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	rc = resolve_dir(dir, &b->dir, err);
+	if (!rc)
+		rc = zf_confine_init(&c, b->dir, "the --base folder", err);
 	if (!rc) {
 		if (is_file(b->dir, "model.safetensors.index.json"))
-			rc = read_index(b->dir, &index, &names, &n_names, err);
+			rc = read_index(&c, &index, &names, &n_names, err);
 		else if (is_file(b->dir, "model.safetensors"))
 			rc = add_file(&names, &n_names, "model.safetensors", err);
 		else
@@ -456,14 +498,7 @@ int zf_base_open(const char *dir, struct zf_base **out, struct zf_error *err)
 	if (!rc && !(b->files = calloc(n_names ? n_names : 1, sizeof(*b->files))))
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 	for (size_t i = 0; !rc && i < n_names; i++) {
-		char *path = zf_absolute_path(b->dir, names[i]);
-
-		if (!path) {
-			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-			break;
-		}
-		rc = zf_source_open(path, &b->files[i], err);
-		free(path);
+		rc = open_in(&c, names[i], &b->files[i], err);
 		if (rc)
 			break;
 		b->n_files = i + 1;
@@ -474,6 +509,8 @@ int zf_base_open(const char *dir, struct zf_base **out, struct zf_error *err)
 	if (!rc)
 		rc = check_names(b, index, names, err);
 	cJSON_Delete(index);
+	if (c.dir)
+		zf_confine_release(&c);
 	for (size_t i = 0; i < n_names; i++)
 		free(names[i]);
 	free(names);

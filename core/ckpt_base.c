@@ -149,7 +149,7 @@ static int add_base(struct zf_loader *L, struct zf_error *err)
 			free(name);
 			continue;
 		}
-		rc = zf_add_tensor(L, name, &idx, &is_new, err);
+		rc = zf_add_tensor(L, name, strlen(name), &idx, &is_new, err);
 		free(name);
 		if (rc)
 			break;

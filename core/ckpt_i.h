@@ -130,6 +130,7 @@ struct zf_flat_param {
  */
 struct zf_modent {
 	const char *name;	   /* borrowed from a pickle or from L->owned */
+	size_t len;		   /* of name: a pickle string may hold a NUL */
 	const struct zf_pv *val;   /* the tensor, or a ZeRO-3 placeholder */
 	const struct zf_loaded *f; /* the file it is in */
 };
@@ -238,7 +239,7 @@ int zf_check_slice_mappings(struct zf_loader *L, uint32_t r,
 /* ckpt_tensors.c: rank 0's model states, the tensor list, and rank r's
  * part of the ZeRO-3 frozen parameters. */
 int zf_load_model_meta(struct zf_loader *L, struct zf_error *err);
-int zf_add_tensor(struct zf_loader *L, const char *name, size_t *idx,
+int zf_add_tensor(struct zf_loader *L, const char *name, size_t len, size_t *idx,
 		  bool *is_new, struct zf_error *err);
 int zf_size_tables(struct zf_loader *L, struct zf_error *err);
 int zf_collect_params(struct zf_loader *L, struct zf_error *err);

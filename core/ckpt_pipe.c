@@ -150,10 +150,16 @@ int zf_pipe_modents(struct zf_loader *L, struct zf_error *err)
 	for (uint32_t i = 0; i < L->files.n_layers; i++) {
 		const struct zf_pv *sd = L->layer[i].root;
 
-		for (size_t j = 0; j < sd->u.dict.n; j++)
-			if (!zf_pv_is(sd->u.dict.keys[j], ZF_PV_STR))
+		for (size_t j = 0; j < sd->u.dict.n; j++) {
+			const struct zf_pv *key = sd->u.dict.keys[j];
+
+			if (!zf_pv_is(key, ZF_PV_STR))
 				return zf_fail_at(err, ZF_EFORMAT, L->files.layers[i],
 						  "the layer's state dict has a non-string key");
+			if (memchr(key->u.str.s, '\0', key->u.str.len))
+				return zf_fail_at(err, ZF_EFORMAT, L->files.layers[i],
+						  "a tensor name of the layer's state dict contains a NUL byte: it cannot be served under a Hugging Face name");
+		}
 		total += sd->u.dict.n;
 	}
 	rc = known_names(L, &known, err);
@@ -189,7 +195,8 @@ int zf_pipe_modents(struct zf_loader *L, struct zf_error *err)
 				}
 				if (zf_strmap_put(&seen, name, k))
 					continue;
-				v[k++] = (struct zf_modent){ name, sd->u.dict.vals[j], &L->layer[i] };
+				v[k++] = (struct zf_modent){ name, strlen(name), sd->u.dict.vals[j],
+							     &L->layer[i] };
 			}
 		}
 	}

@@ -48,16 +48,27 @@ static int read_shape(const struct zf_pv *v, const char *name, const char *path,
 	return ZF_OK;
 }
 
-/* Adds a tensor named name (borrowed from a pickle: copied) and returns
- * its index, or the index it already has. */
-int zf_add_tensor(struct zf_loader *L, const char *name, size_t *idx,
-		      bool *is_new, struct zf_error *err)
+/* Adds a tensor named name (len bytes, borrowed from a pickle string or
+ * made up: copied) and returns its index, or the index it already has. */
+int zf_add_tensor(struct zf_loader *L, const char *name, size_t len, size_t *idx,
+		  bool *is_new, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
-	size_t i = zf_strmap_get(&L->names, name);
+	size_t i;
 	struct zf_tensor *t;
 	char *copy;
 
+	/* Pickle strings carry a length; C strings end at the first NUL.
+	 * A name cut there could collide with another tensor's, or be
+	 * served under a name the checkpoint does not hold. */
+	if (memchr(name, '\0', len)) {
+		char shown[256];
+
+		return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, 0),
+				  "tensor name '%s' contains a NUL byte: it cannot be served under a Hugging Face name",
+				  zf_printable_n(name, len, shown, sizeof(shown)));
+	}
+	i = zf_strmap_get(&L->names, name);
 	if (!zf_utf8_valid(name, strlen(name))) {
 		char shown[256];
 
@@ -117,8 +128,8 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 			if (!zf_pv_is(k, ZF_PV_STR))
 				return zf_fail_at(err, ZF_EFORMAT, path,
 						  "'module' has a non-string key");
-			L->modents[i] = (struct zf_modent){ k->u.str.s, L->module->u.dict.vals[i],
-							    &L->model[0] };
+			L->modents[i] = (struct zf_modent){ k->u.str.s, k->u.str.len,
+							    L->module->u.dict.vals[i], &L->model[0] };
 		}
 		L->n_modents = n;
 	}
@@ -302,7 +313,8 @@ static bool in_list(const struct zf_pv *list, const char *name)
 	for (size_t i = 0; i < list->u.seq.n; i++) {
 		const struct zf_pv *s = list->u.seq.items[i];
 
-		if (zf_pv_is(s, ZF_PV_STR) && !strcmp(s->u.str.s, name))
+		if (zf_pv_is(s, ZF_PV_STR) && s->u.str.len == strlen(name) &&
+		    !strcmp(s->u.str.s, name))
 			return true;
 	}
 	return false;
@@ -347,7 +359,7 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 			if (!zf_pv_is(k, ZF_PV_STR))
 				return zf_fail_at(err, ZF_EFORMAT, path,
 						  "param_shapes has a non-string name");
-			rc = zf_add_tensor(L, k->u.str.s, &idx, &is_new, err);
+			rc = zf_add_tensor(L, k->u.str.s, k->u.str.len, &idx, &is_new, err);
 			if (rc)
 				return rc;
 			if (!is_new)
@@ -452,7 +464,7 @@ int zf_collect_frozen(struct zf_loader *L, struct zf_error *err)
 		if (!zf_pv_is(k, ZF_PV_STR))
 			return zf_fail_at(err, ZF_EFORMAT, path,
 					  "frozen_param_shapes has a non-string name");
-		rc = zf_add_tensor(L, k->u.str.s, &idx, &is_new, err);
+		rc = zf_add_tensor(L, k->u.str.s, k->u.str.len, &idx, &is_new, err);
 		if (rc)
 			return rc;
 		if (!is_new)
@@ -570,7 +582,7 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 		size_t idx;
 		bool is_new;
 
-		rc = zf_add_tensor(L, m->name, &idx, &is_new, err);
+		rc = zf_add_tensor(L, m->name, m->len, &idx, &is_new, err);
 		if (rc)
 			return rc;
 		t = &ck->tensors[idx];
@@ -629,7 +641,13 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 
 			if (!zf_pv_is(k, ZF_PV_STR) || !zf_pv_is(L->shared->u.dict.vals[i], ZF_PV_STR))
 				return zf_fail_at(err, ZF_EFORMAT, path, "shared_params holds a non-string");
-			rc = zf_add_tensor(L, k->u.str.s, &idx, &is_new, err);
+			/* A NUL would cut the name into another tensor's. */
+			if (memchr(L->shared->u.dict.vals[i]->u.str.s, '\0',
+				   L->shared->u.dict.vals[i]->u.str.len))
+				return zf_fail_at(err, ZF_EFORMAT, path,
+						  "tied parameter '%s' points at a name with a NUL byte",
+						  k->u.str.s);
+			rc = zf_add_tensor(L, k->u.str.s, k->u.str.len, &idx, &is_new, err);
 			if (rc)
 				return rc;
 			if (is_new)

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -40,9 +41,16 @@ static const struct zf_vfile *file_of(const struct zf_mount *m, fuse_ino_t ino)
 
 mode_t zf_served_mode(const struct zf_mount *m, const struct zf_vfile *f)
 {
-	mode_t mode = f ? 0444 : 0555;
+	const struct zf_hfdir_info *di = zf_hfdir_info(m->dir);
+	mode_t r;
 
-	return mode & ~m->umask;
+	/* Never more than the sources allow (access.h); the folder may be
+	 * searched by whoever may list it. */
+	if (f)
+		return zf_access_mode(f->access, f->n_access, m->uid, m->gid,
+				      geteuid()) & ~m->umask;
+	r = zf_access_mode(di->dir_access, di->n_dir_access, m->uid, m->gid, geteuid());
+	return (r | r >> 2) & ~m->umask;
 }
 
 static void fill_attr(const struct zf_mount *m, fuse_ino_t ino, struct stat *st)

@@ -37,8 +37,10 @@ extern const struct fuse_lowlevel_ops zf_fuse_ops;
 
 /*
  * The permission bits a served file (f) or the root folder (f NULL)
- * shows: read-only bits, less the mount's umask. The one place modes are
- * decided, so that a later rule (the source's own bits) goes here.
+ * shows: the read bits its sources allow for the served owner and group
+ * (zf_access_mode(), access.h; for the folder, the same bits as search
+ * bits), less the mount's umask. Never write bits. The one place modes
+ * are decided.
  */
 mode_t zf_served_mode(const struct zf_mount *m, const struct zf_vfile *f);
 

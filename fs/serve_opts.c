@@ -54,5 +54,11 @@ int serve_open(const char *path, const struct serve_opts *o,
 		*ck = NULL;
 		return cli_report(&err);
 	}
+	/* Never left out without a word (zerofs(1), SECURITY). */
+	for (size_t i = 0; i < zf_hfdir_info(*dir)->n_left_out; i++) {
+		const struct zf_left_out *lo = &zf_hfdir_info(*dir)->left_out[i];
+
+		cli_error("warning: '%s' left out: %s", lo->path, lo->why);
+	}
 	return 0;
 }

@@ -429,6 +429,12 @@ with open(os.path.join(d, "model.safetensors"), "wb") as f:
 refused("--base whose model.safetensors is not one", ["inspect", ckpt, "--base", d], 3,
         "'%s': not a safetensors file: its header length 18446744073709551615 is over 100000000 "
         "bytes or past the end of the file (10 bytes)" % os.path.join(d, "model.safetensors"))
+d = os.path.join(WORK, "linkout")
+os.makedirs(d)
+os.symlink(os.path.join(WORK, "exf2-base", "model.safetensors"), os.path.join(d, "model.safetensors"))
+refused("--base whose model.safetensors links out of the folder", ["inspect", ckpt, "--base", d], 3,
+        "'%s': --base: a symbolic link to '%s', outside the --base folder"
+        % (os.path.join(d, "model.safetensors"), os.path.join(WORK, "exf2-base", "model.safetensors")))
 refused("--base naming no folder", ["inspect", ckpt, "--base", os.path.join(WORK, "none")], 3,
         "'%s': --base: not a folder (give the base model's Hugging Face folder)"
         % os.path.join(WORK, "none"))

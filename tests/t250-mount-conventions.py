@@ -121,16 +121,20 @@ if len(sys.argv) == 4 and sys.argv[1] == "--inside":
 
 tap = Tap()
 WORK = tempfile.mkdtemp(prefix="t250-", dir=TMPROOT)
+# Served modes follow the folders above the checkpoint too (zerofs(1),
+# SECURITY): the uid=/gid= mount's checkpoint lies where all may search.
+PUB = tempfile.mkdtemp(prefix="zf-t250-", dir="/tmp")
+os.chmod(PUB, 0o755)
 os.environ["XDG_STATE_HOME"] = os.path.join(WORK, "state")
 try:
     ck = checkpoints()
     src = next((d for n, d, _ in ck if n == "z3_ws2_fp32"), ck[0][1] if ck else None)
-    ckpt = copy_ckpt(src, os.path.join(WORK, "run", "ckpt"))
+    ckpt = copy_ckpt(src, os.path.join(PUB, "run", "ckpt"))
 
     # fsname, type, uid/gid/umask, xattrs, status: mounted from a relative path.
     mnt = mountpoint("conv")
     p = subprocess.run([ZEROFS, "mount", "ckpt", mnt, "-o", "uid=1234,gid=5678,umask=027",
-                        "--dtype", "bf16"], cwd=os.path.join(WORK, "run"),
+                        "--dtype", "bf16"], cwd=os.path.join(PUB, "run"),
                        capture_output=True, text=True)
     try:
         tap.ok(p.returncode == 0, "mount with -o uid=,gid=,umask= from a relative path", p.stderr)
@@ -206,7 +210,12 @@ try:
                    m.proc.stderr)
     except MountFailed as e:
         tap.ok(False, "mount --log FILE -o fsname=", e)
-    text = open(logf).read() if os.path.exists(logf) else ""
+    # The serving process logs its last line after the unmount is seen.
+    for _ in range(100):
+        text = open(logf).read() if os.path.exists(logf) else ""
+        if "stopped serving '" in text:
+            break
+        time.sleep(0.05)
     tap.ok("serving '" in text and "stopped serving '" in text, "--log FILE gets the mount's lines",
            text)
 
@@ -274,4 +283,5 @@ finally:
         if e[1].startswith(WORK + "/") or (e[2] == "fuse.zerofs" and e[0].startswith(WORK + "/")):
             unmount(e[1])
     shutil.rmtree(WORK, ignore_errors=True)
+    shutil.rmtree(PUB, ignore_errors=True)
 tap.done()
