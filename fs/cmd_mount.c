@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -114,6 +115,40 @@ static void describe(const char *ckpt, const char *mnt, const struct zf_ckpt *ck
 		cli_error("logging to %s", log_where());
 }
 
+/*
+ * The session's reads of /dev/fuse. A read that dequeues a request just
+ * as the kernel shuts the connection down (the end of an unmount, lazy or
+ * not, with requests still queued: the RELEASEs of the last descriptors
+ * closed) fails with ECONNABORTED, not ENODEV (fs/fuse/dev.c,
+ * fuse_dev_do_read: "Must not put request on fpq->io queue after having
+ * been shut down"). libfuse 3.14 takes only ENODEV for the end of the
+ * mount (lib/fuse_lowlevel.c, fuse_session_receive_buf_int); anything else
+ * stops the loop with an error, and the daemon would exit 4 after a clean
+ * unmount. Both mean the connection is gone: say ENODEV for both, so that
+ * the loop ends as it does for every other unmount. Every other error
+ * still ends the loop with that error.
+ */
+static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
+{
+	ssize_t n = read(fd, buf, len);
+
+	(void)userdata;
+	if (n < 0 && errno == ECONNABORTED)
+		errno = ENODEV;
+	return n;
+}
+
+static ssize_t dev_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	(void)userdata;
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io dev_io = {
+	.read = dev_read,
+	.writev = dev_writev,
+};
+
 /* "fsname=PATH" with libfuse's -o escapes (a comma in a path). */
 static char *fsname_opt(const char *name)
 {
@@ -177,7 +212,7 @@ static int do_mount(struct mount_req *r)
 	struct zf_xattr xattrs[6];
 	char mnt[PATH_MAX], ckpt_abs[PATH_MAX], pid[24], logerr[4200];
 	char *fsname = NULL;
-	int rc;
+	int rc, loop_rc;
 
 	rc = check_mount_point(r->mnt, mnt);
 	if (rc != CLI_GO_ON)
@@ -247,6 +282,11 @@ static int do_mount(struct mount_req *r)
 		rc = ZF_EXIT_SYSTEM;
 		goto out;
 	}
+	if (fuse_session_custom_io(se, &dev_io, fuse_session_fd(se))) {
+		cli_error("cannot set up the FUSE session's reads");
+		rc = ZF_EXIT_SYSTEM;
+		goto unmount;
+	}
 	describe(ckpt_abs, mnt, ck, dir, false);
 	set_readahead(mnt, r->readahead_kb);
 	if (fuse_set_signal_handlers(se)) {
@@ -268,7 +308,18 @@ static int do_mount(struct mount_req *r)
 	}
 	fuse_loop_cfg_set_max_threads(cfg, r->threads);
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
-	rc = fuse_session_loop_mt(se, cfg) ? ZF_EXIT_SYSTEM : ZF_EXIT_OK;
+	loop_rc = fuse_session_loop_mt(se, cfg);
+	/* libfuse returns a negative errno, or the number of the signal
+	 * (SIGTERM, SIGINT, SIGHUP) that asked for an orderly stop: that is
+	 * an unmount like any other. */
+	if (loop_rc < 0) {
+		zf_log("serving at '%s' stopped on an error: %s", mnt, strerror(-loop_rc));
+		rc = ZF_EXIT_SYSTEM;
+	} else {
+		if (loop_rc > 0)
+			zf_log("stopped by %s: unmounting '%s'", strsignal(loop_rc), mnt);
+		rc = ZF_EXIT_OK;
+	}
 	if (m.read_errors)
 		zf_log("%lu request(s) failed while mounted at '%s'", m.read_errors, mnt);
 	if (strcmp(log_place(), "stderr"))
