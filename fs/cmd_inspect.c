@@ -177,23 +177,6 @@ const char *inspect_layout_words(enum zf_layout layout)
 	return "?";
 }
 
-const char *inspect_pick_words(enum zf_pick how)
-{
-	switch (how) {
-	case ZF_PICK_LATEST:
-		return "named by 'latest' (as DeepSpeed loads)";
-	case ZF_PICK_LAST_CHECKPOINT:
-		return "named by 'last_checkpoint' (as mmengine resumes)";
-	case ZF_PICK_NEWEST_STEP:
-		return "the highest checkpoint-N (as the Trainer resumes)";
-	case ZF_PICK_ONLY:
-		return "the only one";
-	case ZF_PICK_GIVEN:
-		return "named with --tag";
-	}
-	return "?";
-}
-
 const struct zf_run_entry *inspect_chosen_entry(const struct zf_runfolder *run,
 						const struct zf_ckpt_info *ci)
 {
@@ -286,7 +269,7 @@ static void print_summary(const struct inspect_args *a, const struct zf_ckpt *ck
 		run_names(run, buf, sizeof(buf));
 		printf("run          %zu checkpoints: %s\n", zf_runfolder_count(run), cli_esc(buf));
 		printf("chosen       %s, %s; --tag NAME for another\n",
-		       cli_esc(e ? e->name : ci->tag), inspect_pick_words(ci->pick));
+		       cli_esc(e ? e->name : ci->tag), serve_pick_words(ci->pick));
 	}
 	printf("tag          %s\n", cli_esc(ci->tag));
 	printf("zero stage   %d (%s)\n", ci->stage, inspect_optimizer_str(ci));

@@ -44,7 +44,6 @@ bool inspect_is_tokenizer_file(const char *name);
 
 const char *inspect_optimizer_str(const struct zf_ckpt_info *ci);
 const char *inspect_layout_words(enum zf_layout layout);
-const char *inspect_pick_words(enum zf_pick how);
 
 /* The run folder entry ci->tag was read from (its first component), or
  * NULL. */

@@ -136,7 +136,7 @@ int inspect_all(const struct inspect_args *a)
 		printf("run          %s: %zu checkpoint%s\n", cli_esc(a->path), n, n == 1 ? "" : "s");
 		if (newest != SIZE_MAX)
 			printf("newest       %s (*), %s\n", cli_esc(zf_runfolder_entry(run, newest)->name),
-			       inspect_pick_words(how));
+			       serve_pick_words(how));
 		printf("\n%-*s   %8s  %4s  %5s  %-9s  %8s  %9s  %s\n", w, "CHECKPOINT", "STEP", "ZERO",
 		       "RANKS", "DTYPE", "PARAMS", "FILES", "SERVED");
 	}

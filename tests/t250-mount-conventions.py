@@ -163,7 +163,7 @@ try:
                and js[0]["checkpoint"] == os.path.realpath(ckpt) and js[0]["dtype"] == "bfloat16"
                and js[0]["responding"], "zerofs status MNT --json", s.stdout + s.stderr)
         s = run(["status"])
-        tap.ok(s.returncode == 0 and f"\n  dtype       bfloat16" in "\n" + s.stdout
+        tap.ok(s.returncode == 0 and f"\n  dtype        bfloat16" in "\n" + s.stdout
                and mnt in s.stdout, "zerofs status lists the mount", s.stdout)
         # A change to a rank file: the first read that touches it fails and
         # latches the mount stale; from then on every open fails too, each
