@@ -36,10 +36,15 @@
 static const char mount_usage[] =
 	"usage: zerofs mount CKPT MOUNTPOINT [options]\n\n"
 	"Serves the DeepSpeed ZeRO checkpoint CKPT, read-only, as a Hugging Face model\n"
-	"directory at MOUNTPOINT (a folder). Returns once the mount is ready.\n\n" SERVE_HELP
+	"directory at MOUNTPOINT (a folder). Returns once the mount is ready. CKPT may be\n"
+	"a run folder (a Trainer output_dir, ...): the checkpoint a resume would load is\n"
+	"served, and named.\n\n" SERVE_HELP
+	"  -a, --all             a folder per checkpoint of the run folder CKPT, each\n"
+	"                        opened on first use (checkpoint-100/, iter_500/, ...)\n"
 	"  -o OPTIONS            comma separated: FUSE options (allow_other, ...),\n"
 	"                        uid=N, gid=N, umask=M (as sshfs), and any option above\n"
-	"                        as key=value (dtype=bf16, max_shard_size=2GB, log=FILE)\n"
+	"                        as key=value (dtype=bf16, max_shard_size=2GB, log=FILE,\n"
+	"                        all)\n"
 	"  -f, --foreground      stay in the foreground (log to stderr)\n"
 	"  --log FILE            log here (default: stderr with -f; else syslog, or\n"
 	"                        ~/.local/state/zerofs/zerofs.log where none listens)\n"
@@ -50,7 +55,8 @@ static const char mount_usage[] =
 	"  -h, --help            show this help\n\n"
 	"examples:\n"
 	"  zerofs mount out/checkpoint-1000 /mnt/model --dtype bf16\n"
-	"  zerofs mount out/checkpoint-1000 /mnt/model -o allow_other,umask=027,dtype=bf16\n";
+	"  zerofs mount out/checkpoint-1000 /mnt/model -o allow_other,umask=027,dtype=bf16\n"
+	"  zerofs mount out /mnt/model --all --dtype bf16\n";
 
 static const char helper_usage[] =
 	"usage: mount.zerofs CKPT MOUNTPOINT [-sfnv] [-o OPTIONS]\n\n"
@@ -268,8 +274,6 @@ static int open_tree(struct mount_req *r, const char *ckpt_abs, struct tree *t)
 		}
 		return 0;
 	}
-	if (r->so.ckpt.tag)
-		return cli_usage("mount", "--all serves every checkpoint: --tag does not apply");
 	/* Checkpoints open after the daemon has left the working folder:
 	 * every path they need is made absolute now. */
 	if (r->so.dir.config_dir) {
@@ -320,6 +324,8 @@ static int do_mount(struct mount_req *r)
 	size_t nx = 0;
 	int rc, loop_rc;
 
+	if (r->all && r->so.ckpt.tag)
+		return cli_usage("mount", "--all serves every checkpoint: --tag does not apply");
 	rc = check_mount_point(r->mnt, mnt);
 	if (rc != CLI_GO_ON)
 		return rc;

@@ -19,8 +19,10 @@
 
 static const char status_usage[] =
 	"usage: zerofs status [MOUNTPOINT...] [--json]\n\n"
-	"Lists zerofs mounts (or the ones named): mount point, checkpoint, tag, served\n"
-	"dtype, serving process and where it logs. Reads no served file.\n\n"
+	"Lists zerofs mounts (or the ones named): mount point, checkpoint, tag (and how\n"
+	"it was chosen in a run folder), served dtype, serving process and where it logs;\n"
+	"for a mount --all, how many checkpoints, the newest, and those that cannot be\n"
+	"opened, with why. Reads no served file.\n\n"
 	"  -j, --json   print one JSON array of objects\n"
 	"  -h, --help   show this help\n\n"
 	"Exit status: 0 listed, 2 usage, 4 a named mount's process does not answer,\n"
