@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "ckpt_scan_i.h"
+#include "grow.h"
 
 struct zf_runfolder {
 	char *path;
@@ -161,15 +162,8 @@ static int add_entry(struct zf_runfolder *r, const char *name,
 {
 	struct zf_run_entry *e;
 
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? 2 * r->cap : 16;
-		struct zf_run_entry *v = realloc(r->v, cap * sizeof(*v));
-
-		if (!v)
-			return ZF_ENOMEM;
-		r->v = v;
-		r->cap = cap;
-	}
+	if (r->n == r->cap && zf_grow(&r->v, &r->cap, r->n + 1, 16))
+		return ZF_ENOMEM;
 	e = &r->v[r->n];
 	memset(e, 0, sizeof(*e));
 	e->name = strdup(name);
