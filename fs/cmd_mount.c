@@ -407,11 +407,19 @@ static int do_mount(struct mount_req *r)
 		rc = ZF_EXIT_USAGE;
 		goto out;
 	}
+	/* Before the mount exists: a signal from then on finds the session
+	 * exited, so the loop ends at once and unmounts, rather than killing
+	 * the process and leaving a dead mount behind. */
+	if (fuse_set_signal_handlers(se)) {
+		cli_error("cannot install signal handlers");
+		rc = ZF_EXIT_SYSTEM;
+		goto out;
+	}
 	if (fuse_session_mount(se, mnt)) {
 		cli_error("'%s': cannot mount (is FUSE available: /dev/fuse, fusermount3? for -o allow_other as a user, user_allow_other in /etc/fuse.conf)",
 			  mnt);
 		rc = ZF_EXIT_SYSTEM;
-		goto out;
+		goto signals;
 	}
 	if (fuse_session_custom_io(se, &dev_io, fuse_session_fd(se))) {
 		cli_error("cannot set up the FUSE session's reads");
@@ -420,22 +428,17 @@ static int do_mount(struct mount_req *r)
 	}
 	describe_tree(r, ckpt_abs, mnt, &tree);
 	set_readahead(mnt, r->readahead_kb);
-	if (fuse_set_signal_handlers(se)) {
-		cli_error("cannot install signal handlers");
-		rc = ZF_EXIT_SYSTEM;
-		goto unmount;
-	}
 	fflush(stderr);
 	if (fuse_daemonize(r->foreground)) {
 		rc = ZF_EXIT_SYSTEM;
-		goto signals;
+		goto unmount;
 	}
 	/* The serving process is the daemon, not the one that started. */
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	cfg = fuse_loop_cfg_create();
 	if (!cfg) {
 		rc = ZF_EXIT_SYSTEM;
-		goto signals;
+		goto unmount;
 	}
 	fuse_loop_cfg_set_max_threads(cfg, r->threads);
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
@@ -456,10 +459,10 @@ static int do_mount(struct mount_req *r)
 	if (strcmp(log_place(), "stderr"))
 		zf_log("stopped serving '%s' at '%s'", ckpt_abs, mnt);
 	fuse_loop_cfg_destroy(cfg);
-signals:
-	fuse_remove_signal_handlers(se);
 unmount:
 	fuse_session_unmount(se);
+signals:
+	fuse_remove_signal_handlers(se);
 out:
 	if (se)
 		fuse_session_destroy(se);
