@@ -62,3 +62,20 @@ int serve_open(const char *path, const struct serve_opts *o,
 	}
 	return 0;
 }
+
+const char *serve_pick_words(enum zf_pick how)
+{
+	switch (how) {
+	case ZF_PICK_LATEST:
+		return "named by 'latest' (as DeepSpeed loads)";
+	case ZF_PICK_LAST_CHECKPOINT:
+		return "named by 'last_checkpoint' (as mmengine resumes)";
+	case ZF_PICK_NEWEST_STEP:
+		return "the highest checkpoint-N (as the Trainer resumes)";
+	case ZF_PICK_ONLY:
+		return "the only one";
+	case ZF_PICK_GIVEN:
+		return "named with --tag";
+	}
+	return "?";
+}

@@ -125,6 +125,16 @@ def verify_says(label, ckpt, code, last, *extra):
            f"exit {p.returncode}\n{p.stdout[-800:]}{p.stderr[-400:]}")
 
 
+def inspect_says(label, ckpt, msg):
+    """inspect of a partial checkpoint: the partial line says why, the served
+    line that a mount fails, exit 3 (as for anything a mount refuses)."""
+    p = run(["inspect", ckpt])
+    lines = p.stdout.splitlines()
+    tap.ok(p.returncode == 3 and ("partial      " + msg) in lines
+           and "served       a mount fails: the checkpoint is partial (above)" in lines,
+           f"{label}: inspect prints the partial line, exit 3", (p.returncode, p.stdout[:1500]))
+
+
 def kinds(label, ckpt, want, *extra):
     """inspect --json: kind (and source / same_as) of the names in want."""
     p = run(["inspect", "--json", ckpt] + list(extra))
@@ -344,12 +354,11 @@ for name, opts, msfile, msg in PARTIAL:
     ckpt, g = gen(name, *opts)
     where = os.path.join(ckpt, "global_step3", msfile)
     line = "'%s': %s" % (where, msg)
-    p = run(["inspect", ckpt])
-    tap.ok(p.returncode == 0 and ("partial      " + msg) in p.stdout.splitlines(),
-           f"gen {name}: inspect prints the partial line", p.stdout[:1200] + p.stderr)
+    inspect_says(f"gen {name}", ckpt, msg)
     p = run(["inspect", "--json", ckpt])
-    inc = json.loads(p.stdout).get("incomplete") if p.returncode == 0 else None
-    tap.ok(inc == {"where": where, "message": msg}, f"gen {name}: inspect --json: incomplete", inc)
+    inc = json.loads(p.stdout).get("incomplete") if p.stdout.startswith("{") else None
+    tap.ok(p.returncode == 3 and inc == {"where": where, "message": msg},
+           f"gen {name}: inspect --json: incomplete, exit 3", (p.returncode, inc))
     verify_says(f"gen {name}", ckpt, 3, "cannot judge: " + msg)
     p = run(["verify", "--json", ckpt])
     v = json.loads(p.stdout) if p.stdout.startswith("{") else {}
@@ -611,9 +620,7 @@ else:
     for name, (msfile, msg) in FIELD_PARTIAL.items():
         ckpt = os.path.join(FIELD, name)
         line = "'%s': %s" % (os.path.join(ckpt, "global_step3", msfile), msg)
-        p = run(["inspect", ckpt])
-        tap.ok(p.returncode == 0 and ("partial      " + msg) in p.stdout.splitlines(),
-               f"field {name}: inspect prints the partial line", p.stdout[-600:] + p.stderr)
+        inspect_says(f"field {name}", ckpt, msg)
         verify_says(f"field {name}", ckpt, 3, "cannot judge: " + msg)
         out = os.path.join(WORK, "out-" + name)
         refused(f"field {name}: export refuses", ["export", ckpt, out], 3, line, absent=out)

@@ -106,11 +106,15 @@ def inside(ckpt, work):
               "COMP_WORDS=(zerofs mo); COMP_CWORD=1; _zerofs; echo \"1:${COMPREPLY[*]}\"\n"
               "COMP_WORDS=(zerofs inspect CKPT --j); COMP_CWORD=3; _zerofs; echo \"2:${COMPREPLY[*]}\"\n"
               "COMP_WORDS=(zerofs mount CKPT MNT --dtype b); COMP_CWORD=5; _zerofs; echo \"3:${COMPREPLY[*]}\"\n"
+              f"COMP_WORDS=(zerofs inspect --tag global_step3 {ckpt} model.layers.0.self_attn.q_p); "
+              "COMP_CWORD=5; _zerofs; echo \"4:${COMPREPLY[*]}\"\n"
               "complete -p zerofs\n")
     p = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, text=True)
     ok(p.returncode == 0 and "1:mount" in p.stdout and "2:--json" in p.stdout
-       and "3:bf16" in p.stdout and "complete -F _zerofs zerofs" in p.stdout,
-       "the installed bash completion loads and completes commands, options and --dtype",
+       and "3:bf16" in p.stdout and "complete -F _zerofs zerofs" in p.stdout
+       and "4:model.layers.0.self_attn.q_proj.weight model.layers.0.self_attn.q_proj.bias" in p.stdout,
+       "the installed bash completion loads and completes commands, options, --dtype and "
+       "inspect's tensor names",
        p.stdout + p.stderr)
     return res
 
@@ -167,7 +171,7 @@ try:
                and js[0]["checkpoint"] == os.path.realpath(ckpt) and js[0]["dtype"] == "bfloat16"
                and js[0]["responding"], "zerofs status MNT --json", s.stdout + s.stderr)
         s = run(["status"])
-        tap.ok(s.returncode == 0 and f"\n  dtype       bfloat16" in "\n" + s.stdout
+        tap.ok(s.returncode == 0 and f"\n  dtype        bfloat16" in "\n" + s.stdout
                and mnt in s.stdout, "zerofs status lists the mount", s.stdout)
         # A change to a rank file: the first read that touches it fails and
         # latches the mount stale; from then on every open fails too, each
