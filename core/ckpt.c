@@ -6,19 +6,26 @@
  *
  * zf_ckpt_open() runs in named phases:
  *   find files        the tag folder and its rank files, by name
- *                     (ckpt_find.c);
+ *                     (ckpt_find.c), and a --base folder's safetensors
+ *                     headers (base.c);
  *   load first ranks  rank 0's optimizer and model states files, and
  *                     rank 1's model states (the template of the others),
- *                     parsed (ckpt_ranks.c, ckpt_optim.c, ckpt_tensors.c);
+ *                     a one-stage pipeline's layer files, parsed
+ *                     (ckpt_ranks.c, ckpt_optim.c, ckpt_tensors.c,
+ *                     ckpt_pipe.c; without ZeRO, ckpt_zero0.c);
  *   size tables       the tensor table, the trainable params in flat
  *                     order, the frozen params;
  *   load other ranks  every other rank file, on worker threads, checked
  *                     against rank 0, and the checks across files (no two
  *                     are one file, no two optimizer files are copies);
  *   lay out           each tensor's place (layout_zero3.c,
- *                     layout_zero12.c, ckpt_tensors.c), in state_dict
- *                     order, once the sizes add up; then whether each
- *                     ZeRO-1/2 rank holds its own part of each group;
+ *                     layout_zero12.c, ckpt_tensors.c; ZeRO-0 masters
+ *                     matched to names, ckpt_zero0.c), the ties and
+ *                     second names (ckpt_alias.c), whether the model is
+ *                     whole or what --base adds (ckpt_base.c), in
+ *                     state_dict order, once the sizes add up; then
+ *                     whether each ZeRO-1/2 rank holds its own part of
+ *                     each group;
  *   adopt             the checkpoint keeps its sources, tensors, places
  *                     and layout tables; every pickle tree and zip
  *                     directory is freed.

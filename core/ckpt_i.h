@@ -21,8 +21,9 @@
 /*
  * The checkpoint: it owns its files (sources) and everything else here.
  * Files are the model states files in rank order, then the optimizer
- * files in rank order; the layout's first_model and first_optim say where
- * each list starts. Nothing of the zip directories or pickles is kept:
+ * files in rank order, a one-stage pipeline's layer files, and a --base
+ * folder's safetensors files (the last info.n_base_files); the layout's
+ * first_model and first_optim say where the first lists start. Nothing of the zip directories or pickles is kept:
  * the places and the layout's tables hold every offset serving needs.
  */
 struct zf_ckpt {
