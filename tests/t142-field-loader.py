@@ -638,6 +638,14 @@ else:
         exported(f"field {name} --base", ckpt,
                  lambda s, n=name, lv=live: field_want(n, lv, s)[0], ("auto",), ("--base", d))
         verify_says(f"field {name} --base", ckpt, 0, "sound", "--deep", "-q", "--base", d)
+        if name.startswith("lora"):
+            # The base as the Hub has it: no PEFT wrapper, no base_layer.
+            plain = OD((n.replace("base_model.model.", "", 1).replace(".base_layer.", "."), t)
+                       for n, t in base.items() if ".lora_" not in n)
+            d = write_base(os.path.join(WORK, name + "-plainbase"), plain)
+            exported(f"field {name} --base with the Hub's names (no base_model.model., no "
+                     "base_layer)", ckpt, lambda s, n=name, lv=live: field_want(n, lv, s)[0],
+                     ("auto",), ("--base", d))
 
 shutil.rmtree(WORK, ignore_errors=True)
 tap.done()
