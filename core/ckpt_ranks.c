@@ -87,6 +87,10 @@ static int parse(struct zf_loaded *f, struct zf_error *err)
 		zf_error_where(err, path);
 		return rc;
 	}
+	/* A legacy file's records are found with its pickle's storages. */
+	rc = zf_ptfile_bind(f->pf, f->pk, err);
+	if (rc)
+		return rc;
 	f->root = zf_pickle_root(f->pk);
 	if (!zf_pv_is(f->root, ZF_PV_DICT))
 		return zf_fail_at(err, ZF_EFORMAT, path,
@@ -103,7 +107,9 @@ static int parse(struct zf_loaded *f, struct zf_error *err)
 static int parse_or_share(struct zf_loaded *f, const struct zf_loaded *tmpl,
 			  struct zf_error *err)
 {
-	if (tmpl && tmpl->root && tmpl->pf) {
+	/* A legacy file's storage keys are addresses, its own: parsed. */
+	if (tmpl && tmpl->root && tmpl->pf && !zf_ptfile_is_legacy(f->pf) &&
+	    !zf_ptfile_is_legacy(tmpl->pf)) {
 		struct zf_record a, b;
 
 		zf_ptfile_pickle_record(f->pf, &a);
@@ -141,6 +147,11 @@ static int digest_records(struct zf_loaded *f, struct zf_error *err)
 
 	if (!st)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	/* A legacy file has no sizes or CRCs to tell copies by. */
+	if (zf_ptfile_is_legacy(f->pf)) {
+		XXH3_freeState(st);
+		return ZF_OK;
+	}
 	XXH3_128bits_reset(st);
 	for (size_t i = 0; zf_ptfile_entry(f->pf, i, &ent) == ZF_OK; i++) {
 		uint64_t v[2] = { ent.size, ent.crc32 };
@@ -221,11 +232,26 @@ static void run_items(struct zf_loader *L, size_t n, item_fn fn,
 
 /* --- the first ranks -------------------------------------------------- */
 
-/* Items of the first phase: rank 0's optimizer file, rank 0's model
- * states file and, with per-rank model states (ZeRO-3), rank 1's. */
+/* The first phase's rank files: rank 0's optimizer file (none at
+ * ZeRO-0), rank 0's model states file and, with per-rank model states
+ * (ZeRO-3), rank 1's; then a one-stage pipeline's layer files. */
+static size_t n_first_ranks(const struct zf_loader *L)
+{
+	return L->ws ? (L->n_model > 1 ? 3 : 2) : 1;
+}
+
 static struct zf_loaded *first_item(struct zf_loader *L, size_t k,
 				    const char **path)
 {
+	if (k >= n_first_ranks(L)) {
+		k -= n_first_ranks(L);
+		*path = L->files.layers[k];
+		return &L->layer[k];
+	}
+	if (!L->ws) { /* ZeRO-0: no optimizer files */
+		*path = zf_model_path(L, (uint32_t)k);
+		return &L->model[k];
+	}
 	if (k == 0) {
 		*path = zf_optim_path(L, 0);
 		return &L->optim[0];
@@ -248,41 +274,52 @@ static int open_first(struct zf_loader *L, size_t k, struct zf_error *err)
 	return rc;
 }
 
+/* Whether two opened zip files hold the same pickle (size and CRC-32). */
+static bool same_pickle(const struct zf_loaded *a, const struct zf_loaded *b)
+{
+	struct zf_record ra, rb;
+
+	if (zf_ptfile_is_legacy(a->pf) || zf_ptfile_is_legacy(b->pf))
+		return false;
+	zf_ptfile_pickle_record(a->pf, &ra);
+	zf_ptfile_pickle_record(b->pf, &rb);
+	return ra.size == rb.size && ra.crc32 == rb.crc32;
+}
+
 static int parse_first(struct zf_loader *L, size_t k, struct zf_error *err)
 {
 	const char *path;
 	struct zf_loaded *f = first_item(L, k, &path);
 
+	/* Rank 1's model states are often rank 0's pickle exactly (no tied
+	 * params to record): then one parse serves both. */
+	if (n_first_ranks(L) == 3 && f == &L->model[1] && same_pickle(&L->model[0], f))
+		return ZF_OK;
 	return f->root ? ZF_OK : parse(f, err);
 }
 
 int zf_load_first_ranks(struct zf_loader *L, struct zf_error *err)
 {
-	size_t n = L->n_model > 1 ? 3 : 2, failed;
+	size_t n = n_first_ranks(L) + L->files.n_layers, failed;
 	int rc;
 
 	run_items(L, n, open_first, &failed, err);
 	if (failed < n)
 		return err ? err->status : ZF_EFORMAT;
-	/* Rank 1's model states are often rank 0's pickle exactly (no tied
-	 * params to record): then one parse serves both. */
-	if (n == 3) {
-		struct zf_record a, b;
-
-		zf_ptfile_pickle_record(L->model[0].pf, &a);
-		zf_ptfile_pickle_record(L->model[1].pf, &b);
-		if (a.size == b.size && a.crc32 == b.crc32)
-			n = 2;
-	}
 	run_items(L, n, parse_first, &failed, err);
 	if (failed < n)
 		return err ? err->status : ZF_EFORMAT;
-	if (L->n_model > 1 && !L->model[1].root)
+	if (n_first_ranks(L) == 3 && !L->model[1].root)
 		L->model[1].root = L->model[0].root;
-	/* Rank 0 first: every other rank is checked against it. */
-	rc = zf_load_optim_rank(L, 0, err);
-	if (!rc)
-		rc = zf_load_optim_finish(L, err);
+	/* Rank 0 first: every other rank is checked against it. Without
+	 * optimizer files, the model states say what there is. */
+	if (!L->ws) {
+		rc = zf_zero0_begin(L, err);
+	} else {
+		rc = zf_load_optim_rank(L, 0, err);
+		if (!rc)
+			rc = zf_load_optim_finish(L, err);
+	}
 	if (!rc)
 		rc = zf_load_model_meta(L, err);
 	L->optim_tmpl = &L->optim[0];
@@ -478,6 +515,9 @@ int zf_load_other_ranks(struct zf_loader *L, struct zf_error *err)
 	struct zf_error e = { 0 };
 	int rc;
 
+	if (!L->ws) /* ZeRO-0: the one model states file, loaded already */
+		return ZF_OK;
+
 	run_items(L, n, load_other, &failed, &e);
 	/* A link or a copy explains whatever else went wrong with it. */
 	rc = check_distinct_files(L, err);
@@ -497,4 +537,6 @@ void zf_loader_unload(struct zf_loader *L)
 		unload(&L->model[i]);
 	for (uint32_t i = 0; L->optim && i < L->ws; i++)
 		unload(&L->optim[i]);
+	for (uint32_t i = 0; L->layer && i < L->files.n_layers; i++)
+		unload(&L->layer[i]);
 }

@@ -15,21 +15,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "io.h"
 #include "strmap.h"
 #include "zerofs/convert.h"
 #include "zerofs/safetensors.h"
 
-/* The dtype tensor t is served in when floats are served as dtype. */
+/*
+ * The dtype tensor t is served in when floats are served as dtype, or,
+ * with --dtype auto (dtype ZF_DT_INVALID), in the dtype the model itself
+ * held it in: a float buffer a bf16 run kept in fp32 (DeepSpeed >= 0.19.2
+ * casts params only) stays fp32.
+ */
 static enum zf_dtype served_dtype(const struct zf_tensor *t, enum zf_dtype dtype)
 {
 	enum zf_dtype own = t->model_dtype ? t->model_dtype : t->src_dtype;
 
 	/* Integer buffers keep their type; so does float64, which the
 	 * conversion kernels do not handle (torch would convert it). */
-	if (!zf_dtype_is_float(own) || own == ZF_DT_F64 || t->src_dtype == ZF_DT_F64)
+	if (!dtype || !zf_dtype_is_float(own) || own == ZF_DT_F64 || t->src_dtype == ZF_DT_F64)
 		return own;
 	return dtype;
+}
+
+static bool has_config(const char *dir)
+{
+	char *p = dir ? zf_absolute_path(dir, "config.json") : NULL;
+	struct stat st;
+	bool yes = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+
+	free(p);
+	return yes;
 }
 
 static int choose_prefix(const struct zf_ckpt *ck, const char *want,
@@ -65,6 +82,7 @@ static void free_file(struct zf_vfile *f, struct zf_vfile_data *data)
 		free((char *)f->tensors[j].name);
 	free((struct zf_vtensor *)f->tensors);
 	free(data->data);
+	zf_access_release(&data->access);
 	zf_source_close(f->src);
 }
 
@@ -145,6 +163,7 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 	const struct zf_ckpt_info *ci = zf_ckpt_info(ck);
 	struct zf_hfdir_options o = opts ? *opts : (struct zf_hfdir_options){ 0 };
 	struct zf_vfiles files = { 0 };
+	struct zf_left_outs lo = { 0 };
 	struct zf_vtensor *vt = NULL;
 	uint64_t *sizes = NULL;
 	uint32_t *shard_of = NULL, n_shards = 0;
@@ -156,6 +175,8 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 	int rc;
 
 	*out = NULL;
+	if (ci->incomplete && !o.allow_incomplete)
+		return zf_fail_at(err, ZF_EUNSUPPORTED, ci->incomplete_where, "%s", ci->incomplete);
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
@@ -190,7 +211,7 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 		vt[n].name = t->name + plen;
 		vt[n].tensor = i;
 		vt[n].src = t;
-		vt[n].dtype = served_dtype(t, d->info.dtype);
+		vt[n].dtype = served_dtype(t, o.dtype);
 		vt[n].nbytes = t->numel * zf_dtype_size(vt[n].dtype);
 		if (!vt[n].name[0]) {
 			rc = zf_fail(err, ZF_EUSAGE, "stripping '%s' leaves tensor '%s' without a name",
@@ -247,11 +268,16 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 		e->f.size = len;
 	}
 
+	/* The config and tokenizer beside the checkpoint, else those of
+	 * the --base model it was completed from. */
 	meta_dir = o.config_dir ? o.config_dir : ci->hf_dir;
+	if (!o.config_dir && ci->base_dir && !has_config(ci->hf_dir))
+		meta_dir = ci->base_dir;
 	if (meta_dir) {
 		bool found;
 
-		rc = zf_hf_add_metadata(&files, meta_dir, d->info.dtype, &found, err);
+		rc = zf_hf_add_metadata(&files, &lo, meta_dir, o.config_dir != NULL,
+					d->info.dtype, &found, err);
 		if (rc)
 			goto out;
 		if (found && !(d->config_source = strdup(meta_dir))) {
@@ -282,12 +308,25 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 	d->info.prefix = d->prefix;
 	d->info.config_source = d->config_source;
 	files.n = 0;
+	d->left_out = lo.v;
+	d->info.left_out = lo.v;
+	d->info.n_left_out = lo.n;
+	lo.v = NULL;
+	lo.n = 0;
+	rc = zf_hfdir_set_access(d, err);
+	if (rc)
+		goto out;
 	*out = d;
 	d = NULL;
 out:
 	for (size_t i = 0; i < files.n; i++)
 		free_file(&files.v[i].f, &files.v[i].data);
 	free(files.v);
+	for (size_t i = 0; i < lo.n; i++) {
+		free((char *)lo.v[i].path);
+		free((char *)lo.v[i].why);
+	}
+	free(lo.v);
 	zf_hfdir_free(d);
 	zf_strmap_release(&seen);
 	free(vt);
@@ -307,6 +346,13 @@ void zf_hfdir_free(struct zf_hfdir *d)
 	free(d->data);
 	free(d->prefix);
 	free(d->config_source);
+	for (size_t i = 0; i < d->info.n_left_out; i++) {
+		free((char *)d->left_out[i].path);
+		free((char *)d->left_out[i].why);
+	}
+	free(d->left_out);
+	zf_access_release(&d->ck_access);
+	zf_access_release(&d->dir_access);
 	free(d);
 }
 

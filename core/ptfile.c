@@ -18,6 +18,12 @@
  * checked against the file size and the structure it must lie inside,
  * with overflow-safe arithmetic, and every allocation sized from the file
  * is capped.
+ *
+ * A file in torch's legacy (non-zip) format, which DeepSpeed >= 0.17 writes
+ * with "checkpoint_serialization": false, opens too: its first bytes say
+ * so, and core/ptlegacy.c reads it. Its records are found once the main
+ * pickle is parsed (zf_ptfile_bind()); it has no directory for libzip to
+ * cross-check and no CRC-32s.
  */
 #include "zerofs/ptfile.h"
 
@@ -26,6 +32,7 @@
 #include <string.h>
 #include <zip.h>
 
+#include "zerofs/ptlegacy.h"
 #include "zerofs/source.h"
 
 #define SIG_LOCAL 0x04034b50u
@@ -81,6 +88,7 @@ struct zf_ptfile {
 	size_t n_records;
 	unsigned char *pickle;
 	size_t pickle_len;
+	struct zf_ptlegacy *legacy; /* torch's legacy format: none of the above */
 };
 
 /* Where the central directory is, from the end records. */
@@ -912,6 +920,9 @@ int zf_ptfile_cross_check(const struct zf_ptfile *pf, struct zf_error *err)
 	size_t i;
 	int rc;
 
+	if (pf->legacy)
+		return zf_fail_at(err, ZF_EUNSUPPORTED, zf_source_path(pf->src),
+				  "torch's legacy format: no zip directory for libzip to cross-check (its records were found and bounded at open)");
 	rc = lz_open(pf, &z, &za, err);
 	if (rc) {
 		zf_error_where(err, zf_source_path(pf->src));
@@ -968,7 +979,14 @@ out:
 
 void zf_ptfile_pickle_record(const struct zf_ptfile *pf, struct zf_record *rec)
 {
-	const struct pt_entry *e = &pf->ent[pf->pickle_idx];
+	const struct pt_entry *e;
+
+	if (pf->legacy) {
+		zf_ptlegacy_pickle(pf->legacy, &rec->offset, &rec->size);
+		rec->crc32 = 0;
+		return;
+	}
+	e = &pf->ent[pf->pickle_idx];
 
 	rec->offset = e->data_offset;
 	rec->size = e->usize;
@@ -981,13 +999,34 @@ int zf_ptfile_load_pickle(struct zf_ptfile *pf, struct zf_error *err)
 
 	if (pf->pickle)
 		return ZF_OK;
-	rc = load_pickle(pf, pf->pickle_idx, err);
+	if (pf->legacy)
+		rc = zf_ptlegacy_read_pickle(pf->legacy, &pf->pickle, &pf->pickle_len, err);
+	else
+		rc = load_pickle(pf, pf->pickle_idx, err);
 	if (rc) {
 		free(pf->pickle);
 		pf->pickle = NULL;
 		pf->pickle_len = 0;
 		zf_error_where(err, zf_source_path(pf->src));
 	}
+	return rc;
+}
+
+/* Opens pf as a legacy torch file when its first bytes say it is one;
+ * leaves pf->legacy NULL for anything else. */
+static int open_legacy(struct zf_ptfile *pf, unsigned flags, struct zf_error *err)
+{
+	unsigned char head[16];
+	int rc;
+
+	if (pf->size < sizeof(head))
+		return ZF_OK;
+	rc = zf_source_pread(pf->src, head, sizeof(head), 0, err);
+	if (rc || !zf_ptlegacy_sniff(head, sizeof(head)))
+		return rc;
+	rc = zf_ptlegacy_open(pf->src, &pf->legacy, err);
+	if (!rc && !(flags & ZF_PTFILE_LAZY_PICKLE))
+		rc = zf_ptlegacy_read_pickle(pf->legacy, &pf->pickle, &pf->pickle_len, err);
 	return rc;
 }
 
@@ -1005,6 +1044,16 @@ int zf_ptfile_open(struct zf_source *src, unsigned flags,
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	pf->src = src;
 	pf->size = zf_source_size(src);
+	rc = open_legacy(pf, flags, err);
+	if (rc || pf->legacy) {
+		if (rc) {
+			zf_error_where(err, zf_source_path(src));
+			zf_ptfile_close(pf);
+			return rc;
+		}
+		*out = pf;
+		return ZF_OK;
+	}
 	rc = read_end(pf, &cd, err);
 	if (!rc)
 		rc = read_cdir(pf, &cd, err);
@@ -1050,6 +1099,7 @@ void zf_ptfile_close(struct zf_ptfile *pf)
 		return;
 	if (pf->owns_src)
 		zf_source_close(pf->src);
+	zf_ptlegacy_close(pf->legacy);
 	free(pf->ent);
 	free(pf->names);
 	free(pf->records);
@@ -1084,6 +1134,17 @@ int zf_ptfile_record(const struct zf_ptfile *pf, const char *key,
 
 	if (!key) {
 		rc = zf_fail(err, ZF_EUSAGE, "no record key given");
+		goto out;
+	}
+	if (pf->legacy) {
+		struct zf_ptlegacy_record r;
+
+		rc = zf_ptlegacy_record(pf->legacy, key, &r, err);
+		if (!rc) {
+			rec->offset = r.offset;
+			rec->size = r.size;
+			rec->crc32 = 0;
+		}
 		goto out;
 	}
 	k = bsearch(&want, pf->records, pf->n_records, sizeof(*pf->records),
@@ -1130,16 +1191,33 @@ uint64_t zf_ptfile_size(const struct zf_ptfile *pf)
 	return pf->size;
 }
 
+bool zf_ptfile_is_legacy(const struct zf_ptfile *pf)
+{
+	return pf->legacy != NULL;
+}
+
+int zf_ptfile_bind(struct zf_ptfile *pf, const struct zf_pickle *pk,
+		   struct zf_error *err)
+{
+	int rc;
+
+	if (!pf->legacy)
+		return ZF_OK;
+	rc = zf_ptlegacy_bind(pf->legacy, pk, err);
+	zf_error_where(err, zf_source_path(pf->src));
+	return rc;
+}
+
 size_t zf_ptfile_count(const struct zf_ptfile *pf)
 {
-	return pf->count;
+	return pf->legacy ? zf_ptlegacy_count(pf->legacy) : pf->count;
 }
 
 const char *zf_ptfile_entry_name(const struct zf_ptfile *pf, size_t i)
 {
-	if (i >= pf->count)
+	if (i >= zf_ptfile_count(pf))
 		return NULL;
-	return ent_name(pf, &pf->ent[i]);
+	return pf->legacy ? zf_ptlegacy_key(pf->legacy, i) : ent_name(pf, &pf->ent[i]);
 }
 
 int zf_ptfile_entry(const struct zf_ptfile *pf, size_t i,
@@ -1147,8 +1225,15 @@ int zf_ptfile_entry(const struct zf_ptfile *pf, size_t i,
 {
 	const struct pt_entry *e;
 
-	if (i >= pf->count)
+	if (i >= zf_ptfile_count(pf))
 		return ZF_EUSAGE;
+	if (pf->legacy) {
+		/* Its storage records, by key: no sizes or CRCs before bind. */
+		memset(out, 0, sizeof(*out));
+		out->name = zf_ptlegacy_key(pf->legacy, i);
+		out->local_offset = out->data_offset = UINT64_MAX;
+		return ZF_OK;
+	}
 	e = &pf->ent[i];
 	out->name = ent_name(pf, e);
 	out->size = e->usize;
@@ -1245,6 +1330,10 @@ int zf_ptfile_check_crc(const struct zf_ptfile *pf, struct zf_error *err)
 	size_t i;
 	int rc;
 
+	if (pf->legacy)
+		return zf_fail_at(err, ZF_EUNSUPPORTED, zf_source_path(pf->src),
+				  "torch's legacy format: no CRC-32s to check (every record's length was checked at open)");
+
 	rc = lz_open(pf, &z, &za, err);
 	if (rc)
 		goto out;
@@ -1320,7 +1409,7 @@ static int tail_count(struct zf_source *src, uint64_t size, uint64_t *count,
 int zf_ptfile_same_head(const struct zf_ptfile *tmpl, struct zf_source *src,
 			bool *same, struct zf_error *err)
 {
-	const struct pt_entry *e = &tmpl->ent[tmpl->pickle_idx];
+	const struct pt_entry *e;
 	uint64_t size = zf_source_size(src), data, end, count;
 	unsigned char h[LOCAL_LEN], d[24];
 	char name[512];
@@ -1330,6 +1419,9 @@ int zf_ptfile_same_head(const struct zf_ptfile *tmpl, struct zf_source *src,
 	int rc;
 
 	*same = false;
+	if (tmpl->legacy)
+		return ZF_OK;
+	e = &tmpl->ent[tmpl->pickle_idx];
 	if (e->lh_offset != 0 || e->method != 0 || is_encrypted(e) ||
 	    size < LOCAL_LEN + EOCD_LEN)
 		return ZF_OK;

@@ -186,6 +186,10 @@ int64_t zf_vfile_read(const struct zf_hfdir *d, const struct zf_vfile *f,
 	switch (f->kind) {
 	case ZF_VF_MEMORY:
 		memcpy(dst, d->data[f - d->files].data + off, len);
+		/* config.json: served from memory, but only while its source
+		 * is the file it was made from (bytes from one save). */
+		if (f->src)
+			rc = zf_source_check(f->src, err);
 		break;
 	case ZF_VF_PASSTHROUGH:
 		rc = zf_source_pread(f->src, dst, len, off, err);
@@ -229,7 +233,7 @@ void zf_vfile_segment(const struct zf_hfdir *d, const struct zf_vfile *f,
 		return;
 	if (t->offset + t->nbytes - off < *n)
 		*n = t->offset + t->nbytes - off;
-	if (t->dtype != t->src->src_dtype)
+	if (t->dtype != t->src->src_dtype || zf_ckpt_gathers(d->info.ck, t->tensor))
 		return;
 	if (zf_ckpt_map(d->info.ck, t->tensor, off - t->offset, *n, &run))
 		return;

@@ -131,22 +131,38 @@ static void check_sources(struct builder *b, const struct zf_ckpt *ck)
 		    ci->n_files, (unsigned long long)ci->files_bytes);
 }
 
+/* The torch files: all but a --base folder's safetensors files. */
+static size_t n_torch_files(const struct zf_ckpt *ck)
+{
+	return zf_ckpt_info(ck)->n_files - zf_ckpt_info(ck)->n_base_files;
+}
+
 /* Two zip readers, ours and libzip, agree on every file's directory. */
 static void check_zip(struct builder *b, const struct zf_ckpt *ck)
 {
-	size_t bad = 0, n = zf_ckpt_info(ck)->n_files;
+	size_t bad = 0, legacy = 0, n = n_torch_files(ck);
 
 	begin(b);
 	for (size_t i = 0; i < n; i++) {
 		struct zf_error e = { 0 };
+		int rc = zf_ckpt_check_zip(ck, i, &e);
 
-		if (zf_ckpt_check_zip(ck, i, &e)) {
+		/* Torch's legacy format has no directory: nothing to compare. */
+		if (rc == ZF_EUNSUPPORTED) {
+			legacy++;
+		} else if (rc) {
 			bad++;
 			add(b, "zip", false, zf_source_path(zf_ckpt_file(ck, i)), "%s", e.msg);
 		}
 	}
 	end(b, "zip");
-	if (!bad)
+	if (!bad && legacy == n && n)
+		add(b, "zip", true, "", "all %zu files in torch's legacy format: no zip directory to cross-check (their records were found and bounded at open)",
+		    n);
+	else if (!bad && legacy)
+		add(b, "zip", true, "", "libzip reads the same entries as zerofs in all %zu zip files; %zu in torch's legacy format have no directory (their records were found and bounded at open)",
+		    n - legacy, legacy);
+	else if (!bad)
 		add(b, "zip", true, "", "libzip reads the same entries as zerofs in all %zu files",
 		    n);
 }
@@ -528,11 +544,13 @@ static void collect(struct builder *b, struct job *j)
 
 	if (j->o->crc) {
 		begin(b);
-		for (size_t i = 0; i < zf_ckpt_info(ck)->n_files; i++) {
+		for (size_t i = 0; i < n_torch_files(ck); i++) {
 			const struct zf_error *e = &j->crc_err[i];
 			const char *path = zf_source_path(zf_ckpt_file(ck, i));
 
-			if (e->status)
+			if (e->status == ZF_EUNSUPPORTED)
+				add(b, "crc", true, path, "%s", e->msg); /* legacy format */
+			else if (e->status)
 				add(b, "crc", false, e->where[0] ? e->where : path, "%s", e->msg);
 			else if (!r->interrupted)
 				add(b, "crc", true, path, "every record's CRC-32 matches");
@@ -591,6 +609,7 @@ int zf_verify(const struct zf_hfdir *d, const struct zf_verify_options *o,
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		goto out;
 	}
+	b.r->cannot_judge = zf_ckpt_info(ck)->incomplete;
 	check_sources(&b, ck);
 	check_zip(&b, ck);
 	check_extents(&b, ck);
@@ -630,7 +649,7 @@ int zf_verify(const struct zf_hfdir *d, const struct zf_verify_options *o,
 		}
 	}
 	if (opts.crc) {
-		for (size_t i = 0; i < n_files; i++) {
+		for (size_t i = 0; i < n_torch_files(ck); i++) {
 			uint64_t size = zf_source_size(zf_ckpt_file(ck, i));
 
 			j.items[j.n_items++] = (struct item){ true, i, size };

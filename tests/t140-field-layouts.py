@@ -12,10 +12,14 @@
     (an XTuner iter_N.pth/ with `latest` + global_stepN/, picked by
     mmengine's last_checkpoint; a Trainer run's checkpoint-N/ picked with
     --tag) is followed one level, and the tag shown says which;
-  * mixture-of-experts, pipeline (one stage or several) and
-    tensor-parallel checkpoints are refused naming exactly which, by
-    inspect, export and mount (exit 3), and verify exits 3 (cannot judge)
-    for them, not 1.
+  * mixture-of-experts, multi-stage pipeline and tensor-parallel
+    checkpoints are refused naming exactly which, by inspect, export and
+    mount (exit 3), and verify exits 3 (cannot judge) for them, not 1 --
+    by their file names, and by what rank 0's model states say when only
+    its files were copied (mp_world_size, expert parameter names); a
+    one-stage PipelineModule is served (tests/t142-field-loader.py), and
+    layer files beside a model states file that holds the model are
+    refused as files of two runs.
 """
 import glob
 import json
@@ -210,8 +214,34 @@ os.mkdir(run_dir)
 tr, tr_ref = gen("trainer", "--stage", "2", "--ws", "2", "--layout", "trainer", "--tied")
 os.rename(tr, os.path.join(run_dir, "checkpoint-3"))
 shutil.copytree(os.path.join(run_dir, "checkpoint-3"), os.path.join(run_dir, "checkpoint-1"))
-refused("Trainer run folder with two checkpoint-N: --tag asked for", ["inspect", run_dir], 3,
-        "2 folders that hold a checkpoint ('checkpoint-1', 'checkpoint-3'): choose one with --tag")
+# A run folder: the highest checkpoint-N, as the Trainer's get_last_checkpoint
+# picks it (numbers, not names: checkpoint-10 is newer than checkpoint-3).
+p = run(["inspect", "--json", run_dir])
+info = json.loads(p.stdout) if p.returncode == 0 else {}
+tap.ok(info.get("tag") == "checkpoint-3/global_step3" and info.get("chosen_by") == "newest-step"
+       and info.get("run", {}).get("chosen") == "checkpoint-3"
+       and [c["name"] for c in info.get("run", {}).get("checkpoints", [])]
+       == ["checkpoint-1", "checkpoint-3"],
+       "Trainer run folder with two checkpoint-N: the highest is read, the run is listed",
+       p.stderr or {k: info.get(k) for k in ("tag", "chosen_by", "run")})
+p = run(["inspect", run_dir])
+tap.ok(p.returncode == 0 and "\nchosen       checkpoint-3, the highest checkpoint-N (as the "
+       "Trainer resumes); --tag NAME for another\n" in p.stdout
+       and "\nrun          2 checkpoints: checkpoint-1, checkpoint-3\n" in p.stdout,
+       "... and the summary says which and why", p.stdout[:600] + p.stderr)
+os.mkdir(os.path.join(run_dir, "checkpoint-10"))
+refused("the newest checkpoint-N is still empty: named, and the newest complete one suggested",
+        ["inspect", run_dir], 3,
+        "run': 'checkpoint-10', the newest checkpoint-N (the one the Trainer resumes from), holds no "
+        "DeepSpeed checkpoint (still being written, or saved without DeepSpeed?); --tag checkpoint-3 "
+        "serves the newest that does")
+got = tag_of(run_dir, "--tag", "checkpoint-3")
+tap.ok(got == "checkpoint-3/global_step3", "... and --tag checkpoint-3 reads it", got)
+os.rmdir(os.path.join(run_dir, "checkpoint-10"))
+shutil.copytree(os.path.join(run_dir, "checkpoint-3"), os.path.join(run_dir, "checkpoint-03"))
+refused("two folders of one step: --tag asked for", ["inspect", run_dir], 3,
+        "run': 'checkpoint-03' and 'checkpoint-3' both number step 3: choose one with --tag")
+shutil.rmtree(os.path.join(run_dir, "checkpoint-03"))
 p = run(["inspect", "--json", "--tag", "checkpoint-3", run_dir])
 info = json.loads(p.stdout) if p.returncode == 0 else {}
 tap.ok(info.get("tag") == "checkpoint-3/global_step3" and info.get("layout") == "hf-trainer",
@@ -250,10 +280,6 @@ CASES = [
      [(MODEL, "layer_0_expert_0_mp_rank_01_model_states.pt", "mp_rank_01_model_states.pt")],
      MOE + "1 expert parameter file ('layer_0_expert_0_mp_rank_01_model_states.pt', ...)"
      + NOT_MOE),
-    ("one-stage PipelineModule (layer files)",
-     [(MODEL, "layer_00-model_states.pt", "layer_01-model_states.pt", "layer_02-model_states.pt")],
-     "PipelineModule checkpoint: its weights are in 3 layer files ('layer_00-model_states.pt', "
-     "...), which zerofs does not read"),
     ("three-stage pipeline",
      [(MODEL, "layer_00-model_states.pt", "layer_01-model_states.pt", "mp_rank_01_model_states.pt",
        "mp_rank_02_model_states.pt"),
@@ -288,6 +314,18 @@ for what, copies, frag in CASES:
     tap.ok(not os.path.exists(os.path.join(WORK, "out")), f"{what}: export created nothing")
     shutil.rmtree(ck)
 ck = fresh(base, "refuse")
+copy_as(ck, MODEL, "layer_00-model_states.pt", "layer_01-model_states.pt")
+where = "'%s': " % os.path.join(ck, "global_step3", MODEL)
+MIXED = ("holds the model ('module'), yet pipeline layer files ('layer_00-model_states.pt', "
+         "...) are beside it: files of different runs?")
+refused("layer files beside a model states file that holds the model: inspect", ["inspect", ck], 3,
+        where + MIXED)
+p = run(["verify", ck])
+tap.ok(p.returncode == 1 and ("FAIL  open       " + where + MIXED) in p.stdout,
+       "layer files beside a model states file that holds the model: verify says unsound",
+       (p.returncode, p.stdout[-400:]))
+shutil.rmtree(ck)
+ck = fresh(base, "refuse")
 copy_as(ck, MODEL, "layer_0_expert_0_mp_rank_00_model_states.pt")
 refused("MoE: mount refused", ["mount", ck, mnt], 3, MOE + "1 expert parameter file")
 tap.ok(not os.listdir(mnt) and not os.path.ismount(mnt), "MoE: nothing mounted")
@@ -304,10 +342,16 @@ FIELD_CASES = [
      "states.pt', ...) and 1 expert optimizer file" + NOT_MOE),
     ("pipe_s2_z1_ws2", "pipeline-parallel checkpoint with 2 stages (mp_rank_00 to mp_rank_01, "
      "5 layer files); zerofs does not serve multi-stage pipelines"),
-    ("pipe_s1_frozen_z1_ws2", "PipelineModule checkpoint: its weights are in 4 layer files "
-     "('layer_00-model_states.pt', ...), which zerofs does not read"),
-    ("v0.14.0_pipe_z1_ws2_bf16", "PipelineModule checkpoint: its weights are in 4 layer files "
-     "('layer_00-model_states.pt', ...), which zerofs does not read"),
+]
+# Only rank 0's files copied: the model states say what the names cannot.
+PARTS = [
+    ("pipe_s2_z1_ws2", ("mp_rank_01",), "mp_rank_00_model_states.pt': pipeline-parallel checkpoint "
+     "(mp_world_size 2) with only the files of stage 0 here; zerofs does not serve multi-stage "
+     "pipelines"),
+    ("moe_ep1_z2_ws2", ("expert", "expp_"), "mp_rank_00_model_states.pt': mixture-of-experts model "
+     "('moe.deepspeed_moe.gate.wg.weight'), without its expert files here; zerofs does not serve "
+     "mixture-of-experts (MoE) checkpoints"),
+    ("moe_ep1_z2_ws2", ("expp_",), "mixture-of-experts checkpoint: 2 expert parameter files"),
 ]
 if not os.path.isdir(FIELD):
     tap.skip("field fixtures", f"{FIELD} is absent")
@@ -317,9 +361,22 @@ else:
         where = "'%s': " % os.path.join(ck, "global_step3")
         refused(f"field {name}: inspect", ["inspect", ck], 3, where + frag)
         refused(f"field {name}: verify cannot judge", ["verify", "--json", ck], 3, where + frag)
+    for name, drop, frag in PARTS:
+        ck = fresh(os.path.join(FIELD, name), "part")
+        os.chmod(os.path.join(ck, "global_step3"), 0o755)
+        for f in os.listdir(os.path.join(ck, "global_step3")):
+            if any(d in f for d in drop):
+                os.unlink(os.path.join(ck, "global_step3", f))
+        what = " and ".join("'*%s*'" % d for d in drop)
+        refused(f"field {name} without its {what} files: inspect", ["inspect", ck], 3, frag)
+        refused(f"field {name} without its {what} files: verify cannot judge",
+                ["verify", ck], 3, frag)
+        shutil.rmtree(ck)
     multi = os.path.join(FIELD, "trainer_multi_z2_ws2")
-    refused("field trainer_multi_z2_ws2: two checkpoint-N folders", ["inspect", multi], 3,
-            "2 folders that hold a checkpoint ('checkpoint-2', 'checkpoint-3'): choose one with --tag")
+    with open(os.path.join(FIELD, "trainer_multi_z2_ws2.ref.json")) as f:
+        ref = json.load(f)
+    check(tap, "field trainer_multi_z2_ws2: the run folder serves the highest checkpoint-N", multi,
+          dict(ref, tag="checkpoint-3/" + ref["tag"]))
     for n, ref_name in (("checkpoint-3", "trainer_multi_z2_ws2.ref.json"),
                         ("checkpoint-2", "trainer_multi_z2_ws2@0.ref.json")):
         with open(os.path.join(FIELD, ref_name)) as f:

@@ -89,6 +89,20 @@ const unsigned char *zf_ptfile_pickle(const struct zf_ptfile *pf,
 				      size_t *len);
 
 /*
+ * A file in torch's legacy (non-zip) format (zerofs/ptlegacy.h) opens
+ * too: zf_ptfile_is_legacy() says so. Its storage records are found only
+ * once its pickle is parsed: zf_ptfile_bind() hands over the parse (a
+ * no-op for a zip). It has no entries but its storage keys (no sizes,
+ * CRCs or offsets in zf_ptfile_entry()), and zf_ptfile_cross_check(),
+ * zf_ptfile_check_crc() and zf_ptfile_same_head() have nothing to check:
+ * the first two return ZF_EUNSUPPORTED saying so, the last *same false.
+ */
+bool zf_ptfile_is_legacy(const struct zf_ptfile *pf);
+struct zf_pickle;
+int zf_ptfile_bind(struct zf_ptfile *pf, const struct zf_pickle *pk,
+		   struct zf_error *err);
+
+/*
  * Finds the storage record data/<key>. Errors: ZF_EFORMAT when it does not
  * exist ("no record 'data/7'"), ZF_EUNSUPPORTED when it is compressed or
  * encrypted. The message names the entry; err->where names the file.

@@ -163,7 +163,7 @@ def main():
 
     # far fewer descriptors than files
     p = run(["inspect", ckpt], 20)
-    tap.ok(p.returncode == 0 and "world size   %d" % WS in p.stdout,
+    tap.ok(p.returncode == 0 and "\nranks        %d\n" % WS in p.stdout,
            "ulimit -n 20: inspect works", p.stderr[-500:])
     mnt = tempfile.mkdtemp(prefix="mnt-", dir=WORK)
     p = run(["mount", ckpt, mnt], 20)
