@@ -113,7 +113,7 @@ check: tests ## run the whole test suite
 # (the sanitizer and plain runs do it).
 valgrind: tests ## run the core unit tests under valgrind (memcheck)
 	$(Q)for t in $(UNIT_BIN); do \
-		args=; case $$t in *test_convert) args=--quick ;; esac; \
+		args=; case $$t in *test_convert|*test_pickle_mem) args=--quick ;; esac; \
 		echo "valgrind $$t $$args"; \
 		valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 			$$t $$args > $$t.valgrind.log 2>&1 || { tail -40 $$t.valgrind.log; exit 1; }; \

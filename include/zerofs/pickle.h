@@ -8,18 +8,24 @@
  * never import anything: a small table gives meaning to the callables torch
  * and DeepSpeed checkpoints use, and every other callable or class becomes
  * an opaque ZF_PV_OBJECT that is an error only where a caller needs its
- * content. Everything is bounds-checked; limits cap nesting depth, the memo
- * and the number of values, so hostile input ends in ZF_EFORMAT (or
- * ZF_ENOMEM when a limit on allocation is hit), never in a crash.
+ * content. Everything is bounds-checked; limits cap nesting depth, the memo,
+ * the number of values and memory, so hostile input ends in ZF_EFORMAT (or
+ * ZF_ENOMEM when a cap on memory is hit), never in a crash.
  *
  * Meanings given (module, name as pickle protocol 2 spells them):
  *  - torch._utils._rebuild_tensor_v2(storage, offset, size, stride,
  *    requires_grad, hooks[, metadata])        -> ZF_PV_TENSOR
  *  - torch._utils._rebuild_parameter(tensor, requires_grad, hooks) and
  *    _rebuild_parameter_with_state(...)        -> that tensor
- *  - BINPERSID / PERSID of ('storage', torch.XxxStorage, key, location,
- *    numel)                                     -> ZF_PV_STORAGE, one node
- *    per key (a key seen again with another dtype is an error)
+ *  - torch._tensor._rebuild_from_type_v2(func, type, args, state)
+ *                                               -> what func(*args) gives
+ *  - BINPERSID of ('storage', torch.XxxStorage, key, location, numel)
+ *    (torch's zip format) or of the same with a 6th item None (its legacy
+ *    format)                                    -> ZF_PV_STORAGE, one node
+ *    per key (a key seen again with another class or numel is an error;
+ *    a 6th item that is not None, a view of another storage, which only
+ *    torch before 1.0 wrote, is refused)
+ *  - BINPERSID of ('module', cls, file, source) (legacy format) -> cls
  *  - collections.OrderedDict()                 -> ZF_PV_DICT (keys keep order)
  *  - torch.Size(tuple)                         -> that ZF_PV_TUPLE
  *  - __builtin__/builtins set(list), frozenset -> ZF_PV_SET
@@ -29,10 +35,36 @@
  *  - anything else called (REDUCE, NEWOBJ, NEWOBJ_EX, BUILD on it)
  *                                               -> ZF_PV_OBJECT
  *
+ * Memory. Every byte a parse allocates (the tree and its work tables) is
+ * charged to a budget before it is taken; the budget is the least of
+ *  - ZF_PICKLE_BYTES_PER_BYTE bytes per byte of input, plus
+ *    ZF_PICKLE_MIN_BYTES: torch.save pickles need 6 to 9 at their peak
+ *    (measured on the real and field fixtures and on a 20,000-tensor,
+ *    64-rank checkpoint, whose 5 MB model states pickle peaks at 37 MB),
+ *    so a pickle that needs more was not written by torch, and fails
+ *    with ZF_EFORMAT. With its input, a parse thus never holds more than
+ *    ZF_PICKLE_BYTES_PER_BYTE + 1 times the input's size plus 1 MiB;
+ *  - the caller's max_bytes (ZF_ENOMEM);
+ *  - what the process-wide cap leaves: all parses in flight (their whole
+ *    budget) and all trees not yet freed (what they hold) share one cap,
+ *    ZF_PICKLE_MEMORY_CAP unless the environment variable
+ *    ZEROFS_PICKLE_MEMORY (bytes, or with a K, M, G or T suffix; read at
+ *    the first parse, ignored when it is no size or below
+ *    ZF_PICKLE_MIN_BYTES) or zf_pickle_set_memory_cap() says otherwise.
+ *    A parse that finds the cap short waits while other parses run, and
+ *    fails (ZF_ENOMEM) only when none runs and it needs more than is
+ *    left. However many threads parse at once, pickle memory stays under
+ *    the cap, and no set of parses waits forever.
+ * Each message says which of the three bounds was hit. Outside the cap:
+ * the input bytes themselves (the caller's), and up to 32 MiB of freed
+ * arena chunks the process keeps for the next parse (zf_arena_trim()).
+ *
  * All memory of a parse lives in one arena owned by struct zf_pickle and
  * is freed by zf_pickle_free(); values are read-only for callers. The tree
  * is a DAG (the memo shares values) and may even contain cycles in hostile
  * input, so callers must not walk it recursively without a depth bound.
+ * Any number of threads may parse at once; one tree is read-only, so it
+ * may be read by several threads.
  */
 #ifndef ZEROFS_PICKLE_H
 #define ZEROFS_PICKLE_H
@@ -146,7 +178,8 @@ struct zf_pickle_limits {
 	size_t max_depth;  /* nesting of MARK / containers on the stack */
 	size_t max_memo;   /* highest memo index + 1 */
 	size_t max_values; /* values created in total */
-	size_t max_bytes;  /* arena bytes in total */
+	size_t max_bytes;  /* memory of the parse (tree + work), bytes */
+	size_t bytes_per_byte; /* memory per byte of input, see "Memory" */
 };
 
 #define ZF_PICKLE_MAX_DEPTH 1000
@@ -154,6 +187,11 @@ struct zf_pickle_limits {
 #define ZF_PICKLE_MAX_VALUES (1u << 26)
 #define ZF_PICKLE_MAX_BYTES ((size_t)4 << 30)
 #define ZF_PICKLE_MAX_DIMS 16
+
+/* The memory bounds described at the top. */
+#define ZF_PICKLE_BYTES_PER_BYTE 16
+#define ZF_PICKLE_MIN_BYTES ((size_t)1 << 20)
+#define ZF_PICKLE_MEMORY_CAP ((size_t)1 << 30)
 
 struct zf_pickle;
 
@@ -169,11 +207,75 @@ int zf_pickle_load(const void *data, size_t len,
 		   const struct zf_pickle_limits *limits,
 		   struct zf_pickle **out, struct zf_error *err);
 
+/*
+ * Same, for a pickle followed by other bytes (torch's legacy format writes
+ * several pickles and raw data in one file): parses from data up to the
+ * first STOP and sets *end to the offset just past it. zf_pickle_load()
+ * is this with the end ignored.
+ */
+int zf_pickle_load_prefix(const void *data, size_t len,
+			  const struct zf_pickle_limits *limits, size_t *end,
+			  struct zf_pickle **out, struct zf_error *err);
+
 /* The value STOP returned; borrowed, valid until zf_pickle_free(). */
 const struct zf_pv *zf_pickle_root(const struct zf_pickle *p);
 
+/*
+ * Every ZF_PV_STORAGE the pickle refers to, one per key, in order of first
+ * use; *n gets their number. Borrowed, valid until zf_pickle_free().
+ */
+const struct zf_pv *const *zf_pickle_storages(const struct zf_pickle *p,
+					      size_t *n);
+
+/* Bytes the tree holds (charged to the process-wide cap until it is
+ * freed); *peak (may be NULL) gets the most the parse used at once. */
+size_t zf_pickle_bytes(const struct zf_pickle *p, size_t *peak);
+
 /* Frees the tree and everything in it; NULL is a no-op. */
 void zf_pickle_free(struct zf_pickle *p);
+
+/*
+ * Finding where a pickle ends without parsing it, from windows of its
+ * bytes: torch's legacy format puts its main pickle, which can be large,
+ * between other pickles and the tensor data, and nothing records its
+ * length. The scan checks opcodes and lengths only (no values are built).
+ *
+ * Start with a zeroed struct. Each call gets a window: data holds len
+ * bytes of the pickle starting at offset base (offsets count from the
+ * pickle's first byte), with base <= s->pos <= base + len; limit is how
+ * many bytes the pickle may span at most (what is left of the file). The
+ * scan walks opcodes from s->pos and returns ZF_OK when
+ *  - it met STOP: s->done is set and s->pos is just past it; or
+ *  - the opcode at s->pos does not end inside the window: call again with
+ *    a window that starts at or before s->pos. A long byte string's
+ *    payload need not be in any window (s->pos may jump past the window's
+ *    end), but a text line (protocol 0 opcodes, GLOBAL) must fit in one:
+ *    when s->pos did not move, pass a larger window.
+ * ZF_EFORMAT: an unknown opcode, a negative or too long length, protocol
+ * above 5, or the input ends (base + len == limit) without STOP.
+ */
+struct zf_pickle_scan {
+	uint64_t pos; /* next opcode, or just past STOP once done */
+	bool done;
+};
+
+int zf_pickle_scan(struct zf_pickle_scan *s, const void *data, size_t len,
+		   uint64_t base, uint64_t limit, struct zf_error *err);
+
+/* The process-wide cap on pickle memory, in bytes (see the top). Setting
+ * a value below ZF_PICKLE_MIN_BYTES restores the default. */
+size_t zf_pickle_memory_cap(void);
+void zf_pickle_set_memory_cap(size_t bytes);
+
+struct zf_pickle_memory {
+	size_t cap;	  /* bytes */
+	size_t held;	  /* reserved by parses in flight + held by trees */
+	size_t peak;	  /* most held at once since the cap was last set */
+	unsigned parsing; /* parses in flight */
+	unsigned waits;	  /* times a parse waited for the cap */
+};
+
+void zf_pickle_memory_stats(struct zf_pickle_memory *out);
 
 /*
  * Dict lookup by string key: the value, or NULL when v is not a dict or

@@ -9,7 +9,8 @@
                                       (tests/fuzz/run.sh does this at fuzz time:
                                       fixtures are never copied into the project)
 
-Each OUT has pickle/ (data.pkl bytes), ptfile/ (whole .pt files) and ckpt/
+Each OUT has pickle/ (data.pkl bytes), ptfile/ (whole .pt files), ptlegacy/
+(whole .pt files in torch's legacy format, _use_new_zipfile_serialization=False) and ckpt/
 (checkpoints packed in the format fuzz_ckpt.c reads: a flags byte, then the
 slots latest, model 0, optim 0, model 1, optim 1, config.json, each a u32le
 length and its bytes, 0xffffffff for no file).
@@ -32,7 +33,7 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAKE_CKPT = os.path.join(HERE, "..", "gen", "make_ckpt.py")
 ABSENT = 0xFFFFFFFF
-MAX_LEN = {"pickle": 131072, "ptfile": 262144, "ckpt": 655360}  # as in run.sh
+MAX_LEN = {"pickle": 131072, "ptfile": 262144, "ptlegacy": 262144, "ckpt": 655360}  # as in run.sh
 
 
 def put(out, harness, data, name):
@@ -106,6 +107,15 @@ def from_fixtures(fixtures, out):
         packed = pack_ckpt(save)
         if packed:
             put(out, "ckpt", packed, "fx-" + ck)
+    # The field fixtures in torch's legacy format, beside the real ones.
+    field = os.path.join(fixtures, "..", "field")
+    for ck in sorted(os.listdir(field)) if os.path.isdir(field) else []:
+        tag = os.path.join(field, ck, "global_step3")
+        if "legacy" not in ck or not os.path.isdir(tag):
+            continue
+        for n in sorted(os.listdir(tag)):
+            with open(os.path.join(tag, n), "rb") as f:
+                put(out, "ptlegacy", f.read(), "fx-%s-%s" % (ck, n[:-3]))
 
 
 # --- committed seeds, generated here -----------------------------------------
@@ -152,9 +162,34 @@ def small_pickles():
         yield "py-p%d" % proto, pickle.dumps(plain, protocol=proto), None
 
 
-def generate(out):
+def legacy_files():
+    """Files in torch's legacy format (what DeepSpeed >= 0.17 writes with
+    "checkpoint_serialization": false)."""
+    import torch
+    od = collections.OrderedDict
+    w = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    vals = {
+        "state-dict": od([("w", w), ("v", w[1]), ("b", torch.ones(3, dtype=torch.bfloat16)),
+                          ("e", torch.empty(0)), ("i", torch.arange(4)),
+                          ("s", torch.tensor(2.5))]),
+        "no-tensors": {"ds_version": "0.18.9", "global_steps": 3},
+        "misc": {0: {"step": 3, "exp_avg": torch.zeros(4)}, "size": torch.Size([2, 3]),
+                 "h": torch.ones(2, 2, dtype=torch.float16).t()},
+    }
+    for name, v in vals.items():
+        buf = io.BytesIO()
+        torch.save(v, buf, _use_new_zipfile_serialization=False)
+        yield "torch-legacy-" + name, buf.getvalue()
+
+
+def generate(out, only=None):
     for h in MAX_LEN:
-        shutil.rmtree(os.path.join(out, h), ignore_errors=True)
+        if only in (None, h):
+            shutil.rmtree(os.path.join(out, h), ignore_errors=True)
+    if only == "ptlegacy":
+        for name, data in legacy_files():
+            put(out, "ptlegacy", data, name)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for name, opts, flags in CKPTS:
             subprocess.run([sys.executable, MAKE_CKPT, "--out", tmp, "--name", name] + TINY + opts,
@@ -175,6 +210,8 @@ def generate(out):
             put(out, "pickle", pk, name)
             if pt:
                 put(out, "ptfile", pt, name)
+        for name, data in legacy_files():
+            put(out, "ptlegacy", data, name)
 
 
 def main():
@@ -182,11 +219,13 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fixtures", help="the real fixtures (shared/fixtures/real)")
     ap.add_argument("--out", default=os.path.join(HERE, "seeds"))
+    ap.add_argument("--only", choices=sorted(MAX_LEN),
+                    help="regenerate the committed seeds of one harness only")
     a = ap.parse_args()
     if a.fixtures:
         from_fixtures(a.fixtures, a.out)
     else:
-        generate(a.out)
+        generate(a.out, a.only)
     for h in MAX_LEN:
         d = os.path.join(a.out, h)
         n = len(os.listdir(d)) if os.path.isdir(d) else 0

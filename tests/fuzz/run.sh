@@ -9,7 +9,7 @@
 # Exits 1 when a harness found a problem, 2 when the build failed.
 #
 #   FUZZ_SECONDS=10 tests/fuzz/run.sh          the short CI pass
-#   FUZZ_HARNESSES="pickle ptfile" tests/fuzz/run.sh
+#   FUZZ_HARNESSES="pickle ptlegacy" tests/fuzz/run.sh
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$PWD
@@ -17,7 +17,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 [ -n "$FUZZ_SECONDS" ] || FUZZ_SECONDS=60
 FUZZ_CC=${FUZZ_CC:-clang}
 PYTHON=${PYTHON:-/usr/bin/python3}
-HARNESSES=${FUZZ_HARNESSES:-pickle ptfile ckpt}
+HARNESSES=${FUZZ_HARNESSES:-pickle ptfile ptlegacy ckpt}
 FIXTURES=${ZEROFS_FIXTURES:-$ROOT/../shared/fixtures/real}
 OUT=$ROOT/build/fuzz
 WORK=$ROOT/tests/fuzz/corpus-work
@@ -32,6 +32,7 @@ max_len() {
 	case $1 in
 	pickle) echo 131072 ;;
 	ptfile) echo 262144 ;;
+	ptlegacy) echo 262144 ;;
 	ckpt) echo 655360 ;;
 	esac
 }

@@ -2,7 +2,7 @@
 /*
  * Replays every committed fuzz input without libFuzzer: the reproducers in
  * tests/fuzz/crashes/<harness>/ and the seeds in tests/fuzz/seeds/<harness>/
- * run through the three harness bodies, included here with their entry
+ * run through the four harness bodies, included here with their entry
  * point renamed. A fixed bug that comes back crashes this program (under
  * `make SANITIZE=address,undefined check`, also an out-of-bounds access).
  * Run from the repository root, as tests/run.sh does.
@@ -22,6 +22,9 @@
 #define ZF_FUZZ_ENTRY replay_ptfile
 #include "../fuzz/fuzz_ptfile.c"
 #undef ZF_FUZZ_ENTRY
+#define ZF_FUZZ_ENTRY replay_ptlegacy
+#include "../fuzz/fuzz_ptlegacy.c"
+#undef ZF_FUZZ_ENTRY
 #define ZF_FUZZ_ENTRY replay_ckpt
 #include "../fuzz/fuzz_ckpt.c"
 #undef ZF_FUZZ_ENTRY
@@ -34,6 +37,7 @@ static const struct {
 } harnesses[] = {
 	{ "pickle", replay_pickle },
 	{ "ptfile", replay_ptfile },
+	{ "ptlegacy", replay_ptlegacy },
 	{ "ckpt", replay_ckpt },
 };
 

@@ -11,75 +11,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "pickle_build.h"
 #include "pickle_vectors.h"
 #include "tap.h"
 
-/* A literal and its length without the terminating NUL. */
-#define LIT(s) (s), (sizeof(s) - 1)
-
 /* ---- helpers ---------------------------------------------------------- */
-
-struct bb {
-	unsigned char *p;
-	size_t n, cap;
-};
-
-static void bb_put(struct bb *b, const void *s, size_t n)
-{
-	if (b->cap - b->n < n) {
-		size_t cap = b->cap ? b->cap : 256;
-
-		while (cap - b->n < n)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		if (!b->p)
-			abort();
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-}
-
-static void bb_s(struct bb *b, const char *s)
-{
-	bb_put(b, s, strlen(s));
-}
-
-static void bb_u8(struct bb *b, unsigned v)
-{
-	unsigned char c = (unsigned char)v;
-
-	bb_put(b, &c, 1);
-}
-
-static void bb_le(struct bb *b, uint64_t v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		bb_u8(b, (unsigned)(v >> (8 * i)) & 0xff);
-}
-
-/* A literal, NULs included. */
-#define bb_lit(b, s) bb_put((b), (s), sizeof(s) - 1)
-
-static void bb_rep(struct bb *b, const char *s, size_t times)
-{
-	for (size_t i = 0; i < times; i++)
-		bb_s(b, s);
-}
-
-/* BINUNICODE of a C string. */
-static void bb_str(struct bb *b, const char *s)
-{
-	bb_u8(b, 'X');
-	bb_le(b, strlen(s), 4);
-	bb_s(b, s);
-}
-
-static void bb_free(struct bb *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
 
 static int load(const void *d, size_t n, const struct zf_pickle_limits *lim,
 		struct zf_pickle **p, struct zf_error *e)
@@ -827,6 +763,203 @@ static void test_misuse(void)
 		   "BININT cut short");
 }
 
+/* ---- legacy storage ids, the storage list ------------------------------- */
+
+/* A tensor on a legacy 6-item storage id whose 6th item is the pickled
+ * bytes view. */
+static void legacy_tensor(struct bb *b, const char *key, const char *view,
+			  size_t view_len)
+{
+	bb_s(b, "\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\n((");
+	bb_str(b, "storage");
+	bb_s(b, "ctorch\nFloatStorage\n");
+	bb_str(b, key);
+	bb_str(b, "cpu");
+	bb_lit(b, "K\x06");
+	bb_put(b, view, view_len);
+	bb_lit(b, "tQK\x00K\x06\x85K\x01\x85\x89N" "tR.");
+}
+
+static void test_storage_ids(void)
+{
+	const struct zf_pv *const *st;
+	struct zf_pickle *p;
+	const struct zf_pv *v;
+	struct bb b = { 0 };
+	size_t n;
+
+	legacy_tensor(&b, "140737", LIT("N"));
+	v = ok_root(b.p, b.n, &p, "a legacy storage id (6 items, None)");
+	tap_ok(zf_pv_is(v, ZF_PV_TENSOR) &&
+		       !strcmp(v->u.tensor.storage->u.storage.key, "140737") &&
+		       v->u.tensor.storage->u.storage.numel == 6,
+	       "the legacy id gives a storage like the zip format's");
+	zf_pickle_free(p);
+	bb_free(&b);
+
+	legacy_tensor(&b, "140737", LIT("(X\x03\0\0\0" "999K\x00K\x02t"));
+	expect_err(b.p, b.n, NULL, ZF_EFORMAT,
+		   "BINPERSID of storage '140737' with view metadata (a tuple): a view of another storage, which only torch before 1.0 wrote",
+		   "a legacy storage view");
+	bb_free(&b);
+
+	/* ('module', cls, file, source) stands for the class. */
+	bb_s(&b, "\x80\x02(");
+	bb_str(&b, "module");
+	bb_s(&b, "cmy.models\nNet\n");
+	bb_str(&b, "net.py");
+	bb_str(&b, "class Net: ...");
+	bb_s(&b, "tQ.");
+	v = ok_root(b.p, b.n, &p, "a legacy module id");
+	tap_ok(zf_pv_is(v, ZF_PV_GLOBAL) && !strcmp(v->u.global.name, "Net"),
+	       "a legacy module id is its class");
+	zf_pickle_free(p);
+	bb_free(&b);
+
+	bb_s(&b, "\x80\x02(");
+	bb_str(&b, "storage");
+	bb_s(&b, "ctorch\nFloatStorage\n");
+	bb_str(&b, "1");
+	bb_s(&b, "tQ.");
+	expect_err(b.p, b.n, NULL, ZF_EFORMAT,
+		   "BINPERSID of a persistent id (a tuple) that is not a torch storage",
+		   "a 3-item storage id");
+	bb_free(&b);
+
+	/* The storage list: one per key, in order of first use. */
+	v = ok_root(pv_model, sizeof(pv_model), &p, "torch.save pickle");
+	st = zf_pickle_storages(p, &n);
+	tap_ok(n >= 2 && !strcmp(st[0]->u.storage.key, "0") &&
+		       !strcmp(st[1]->u.storage.key, "1"),
+	       "zf_pickle_storages: %zu storages, keys in order of first use", n);
+	for (size_t i = 0, dup = 0; i < n; i++) {
+		for (size_t k = 0; k < i; k++)
+			dup += !strcmp(st[i]->u.storage.key, st[k]->u.storage.key);
+		if (i == n - 1)
+			tap_ok(dup == 0, "zf_pickle_storages: no key twice");
+	}
+	zf_pickle_free(p);
+	tap_ok(zf_pickle_storages(NULL, &n) == NULL && n == 0,
+	       "zf_pickle_storages(NULL) is empty");
+}
+
+/* ---- pickles followed by other bytes, and scanning ---------------------- */
+
+/* Scans d (whose pickle ends at end) through windows of w bytes, growing
+ * a window that holds no whole opcode; 0 when the scan ends at end. */
+static int scan_windows(const unsigned char *d, size_t n, size_t w, size_t end)
+{
+	struct zf_pickle_scan s = { 0 };
+	struct zf_error e = { 0 };
+
+	while (!s.done) {
+		uint64_t base = s.pos;
+		size_t len = n - base < w ? (size_t)(n - base) : w;
+
+		if (zf_pickle_scan(&s, d + base, len, base, n, &e))
+			return -1;
+		if (!s.done && s.pos == base)
+			w *= 2;
+	}
+	return s.pos == end ? 0 : -1;
+}
+
+static void test_prefix_and_scan(void)
+{
+	static const struct {
+		const unsigned char *d;
+		size_t n;
+		const char *name;
+	} vec[] = {
+		{ pv_model, sizeof(pv_model), "torch.save pickle" },
+		{ pv_proto0, sizeof(pv_proto0), "protocol 0" },
+		{ pv_proto1, sizeof(pv_proto1), "protocol 1" },
+		{ pv_proto2, sizeof(pv_proto2), "protocol 2" },
+		{ pv_proto3, sizeof(pv_proto3), "protocol 3" },
+		{ pv_proto4, sizeof(pv_proto4), "protocol 4" },
+		{ pv_proto5, sizeof(pv_proto5), "protocol 5" },
+	};
+	struct zf_pickle_scan s = { 0 };
+	struct zf_pickle *p = NULL;
+	struct zf_error e = { 0 };
+	struct bb b = { 0 };
+	size_t end = 0;
+	int rc;
+
+	rc = zf_pickle_load_prefix(LIT("K\x07.K\x08.junk"), NULL, &end, &p, &e);
+	tap_ok(rc == ZF_OK && end == 3 && zf_pickle_root(p)->u.i == 7,
+	       "load_prefix: the first pickle of two, ending at byte 3");
+	zf_pickle_free(p);
+
+	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+		size_t bad = 0;
+
+		/* The vector followed by another pickle and junk. */
+		bb_put(&b, vec[i].d, vec[i].n);
+		bb_lit(&b, "\x80\x02N.\xff\xff");
+		rc = zf_pickle_load_prefix(b.p, b.n, NULL, &end, &p, &e);
+		tap_ok(rc == ZF_OK && end == vec[i].n,
+		       "%s: load_prefix ends at byte %zu of %zu", vec[i].name,
+		       end, vec[i].n);
+		zf_pickle_free(p);
+		for (size_t w = 1; w <= 40; w++)
+			bad += scan_windows(b.p, b.n, w, vec[i].n) != 0;
+		bad += scan_windows(b.p, b.n, b.n, vec[i].n) != 0;
+		tap_ok(bad == 0,
+		       "%s: scanning through windows of 1 to 40 bytes and whole finds its end (%zu wrong)",
+		       vec[i].name, bad);
+		bb_free(&b);
+	}
+
+	/* A payload may lie beyond the window: the scan jumps it. */
+	bb_lit(&b, "\x80\x04\x8e");
+	bb_le(&b, 100000, 8);
+	for (size_t i = 0; i < 100000; i++)
+		bb_u8(&b, 'x');
+	bb_s(&b, "0N.");
+	memset(&s, 0, sizeof(s));
+	rc = zf_pickle_scan(&s, b.p, 64, 0, b.n, &e);
+	tap_ok(rc == ZF_OK && !s.done && s.pos == 11 + 100000,
+	       "scan: a BINBYTES8 payload past the window is jumped (pos %llu)",
+	       (unsigned long long)s.pos);
+	rc = zf_pickle_scan(&s, b.p + s.pos, b.n - s.pos, s.pos, b.n, &e);
+	tap_ok(rc == ZF_OK && s.done && s.pos == b.n,
+	       "scan: ... and the rest found after it");
+	bb_free(&b);
+
+	memset(&s, 0, sizeof(s));
+	zf_error_clear(&e);
+	rc = zf_pickle_scan(&s, LIT("\x80\x02X\xff\xff\xff\x7f" "ab"), 0, 9, &e);
+	tap_ok(rc == ZF_EFORMAT && strstr(e.msg,
+		"pickle: BINUNICODE of 2147483647 bytes, but only 2 bytes are left (at byte 2)"),
+	       "scan: a length past the limit (%s)", e.msg);
+	memset(&s, 0, sizeof(s));
+	zf_error_clear(&e);
+	rc = zf_pickle_scan(&s, LIT("\x80\x02N"), 0, 3, &e);
+	tap_ok(rc == ZF_EFORMAT && strstr(e.msg, "pickle: input ends at byte 3 without STOP"),
+	       "scan: no STOP before the limit (%s)", e.msg);
+	memset(&s, 0, sizeof(s));
+	zf_error_clear(&e);
+	rc = zf_pickle_scan(&s, LIT("N\xfe."), 0, 3, &e);
+	tap_ok(rc == ZF_EFORMAT && strstr(e.msg, "pickle: opcode 0xfe is unknown (at byte 1)"),
+	       "scan: an unknown opcode (%s)", e.msg);
+	memset(&s, 0, sizeof(s));
+	zf_error_clear(&e);
+	rc = zf_pickle_scan(&s, LIT("\x8b\xff\xff\xff\xff."), 0, 6, &e);
+	tap_ok(rc == ZF_EFORMAT && strstr(e.msg, "pickle: LONG4 with negative length (at byte 0)"),
+	       "scan: a negative length (%s)", e.msg);
+	memset(&s, 0, sizeof(s));
+	zf_error_clear(&e);
+	rc = zf_pickle_scan(&s, LIT("\x80\x07N."), 0, 4, &e);
+	tap_ok(rc == ZF_EFORMAT && strstr(e.msg, "pickle: PROTO 7, at most 5 is known (at byte 0)"),
+	       "scan: protocol 7 (%s)", e.msg);
+	memset(&s, 0, sizeof(s));
+	s.pos = 5;
+	zf_error_clear(&e);
+	rc = zf_pickle_scan(&s, LIT("NN."), 0, 3, &e);
+	tap_ok(rc == ZF_EUSAGE, "scan: a window that does not hold pos is a usage error");
+}
+
 /* ---- limits and deep nesting ------------------------------------------ */
 
 static void test_limits(void)
@@ -843,10 +976,14 @@ static void test_limits(void)
 		   "100k MARKs");
 	bb_free(&b);
 
+	/* 100k empty lists take 56 bytes each per byte of input, more than
+	 * the input bound allows (see test_memory): raised here, so that
+	 * the depth limit is what fires. */
+	lim.bytes_per_byte = 256;
 	bb_rep(&b, "]", 100000);
 	bb_rep(&b, "a", 99999);
 	bb_s(&b, ".");
-	expect_err(b.p, b.n, NULL, ZF_EFORMAT,
+	expect_err(b.p, b.n, &lim, ZF_EFORMAT,
 		   "APPEND nests values more than 1000 deep",
 		   "100k nested lists (EMPTY_LIST ... APPEND)");
 	lim.max_depth = 200000;
@@ -868,7 +1005,9 @@ static void test_limits(void)
 	bb_s(&b, "(");
 	bb_rep(&b, "]", 50000);
 	bb_s(&b, "t.");
-	rc = load(b.p, b.n, NULL, &p, &e);
+	memset(&lim, 0, sizeof(lim));
+	lim.bytes_per_byte = 256;
+	rc = load(b.p, b.n, &lim, &p, &e);
 	tap_ok(rc == ZF_OK && zf_pickle_root(p)->u.seq.n == 50000,
 	       "a tuple of 50000 lists is within max_depth");
 	zf_pickle_free(p);
@@ -996,41 +1135,6 @@ static void test_mutations(const unsigned char *d, size_t n, size_t rounds,
 
 /* ---- speed ------------------------------------------------------------- */
 
-/* A state_dict of n tensors as torch.save writes it, about 150 bytes each. */
-static void big_state_dict(struct bb *b, size_t n)
-{
-	char name[64];
-
-	bb_lit(b, "\x80\x02}q\x00(X\x06\0\0\0module" "ccollections\nOrderedDict\n"
-		"q\x01)Rq\x02(");
-	for (size_t i = 0; i < n; i++) {
-		snprintf(name, sizeof(name), "model.layers.%zu.mlp.weight", i);
-		bb_str(b, name);
-		bb_s(b, "r");
-		bb_le(b, 10 + 10 * i, 4);
-		if (i == 0) {
-			bb_s(b, "ctorch._utils\n_rebuild_tensor_v2\nq\x03((");
-			bb_str(b, "storage");
-			bb_s(b, "q\x04" "ctorch\nBFloat16Storage\nq\x05");
-		} else {
-			bb_s(b, "h\x03((h\x04h\x05");
-		}
-		snprintf(name, sizeof(name), "%zu", i);
-		bb_str(b, name);
-		if (i == 0)
-			bb_lit(b, "X\x03\0\0\0cpuq\x06");
-		else
-			bb_s(b, "h\x06");
-		bb_lit(b, "J\0\0\x01\0tQK\0M\0\x01M\0\x01\x86M\0\x01K\x01"
-			"\x86\x89h\x01)RtR");
-		bb_s(b, "r");
-		bb_le(b, 10 + 10 * i + 1, 4);
-		if (i % 1000 == 999)
-			bb_s(b, "u(");
-	}
-	bb_s(b, "uu.");
-}
-
 static void test_speed(void)
 {
 	struct bb b = { 0 };
@@ -1089,6 +1193,8 @@ int main(void)
 	test_protocol(pv_proto5, sizeof(pv_proto5), 5);
 	test_opcodes();
 	test_tensors();
+	test_storage_ids();
+	test_prefix_and_scan();
 	test_misuse();
 	test_limits();
 	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++)
