@@ -14,7 +14,7 @@
 #include "strmap.h"
 #include "zerofs/ckpt.h"
 #include "zerofs/pickle.h"
-#include "zerofs/ptfile.h"
+#include "zerofs/container.h"
 #include "zerofs/source.h"
 
 /*
@@ -28,6 +28,7 @@ struct zf_ckpt {
 	struct zf_ckpt_info info; /* strings point at the ones below */
 	char *path, *tag, *tag_dir, *hf_dir, *ds_version;
 	struct zf_source **files; /* info.n_files, owned */
+	enum zf_container_kind *kinds; /* info.n_files: each file's format */
 	struct zf_tensor *tensors; /* info.n_tensors; names owned */
 	struct zf_place *places;   /* parallel to tensors */
 	struct zf_rank_tables lay;
@@ -57,10 +58,11 @@ void zf_rank_file_name(const char *example, uint32_t rank, char *buf,
 /* One rank file while the checkpoint loads. */
 struct zf_loaded {
 	uint32_t file;		 /* index in ck->files */
-	struct zf_ptfile *pf;	 /* its zip directory, while needed */
+	struct zf_container *ct; /* its zip directory or legacy records, while needed */
 	struct zf_pickle *pk;	 /* its own parse; NULL when it shares a template's */
+	const struct zf_pickle *tree; /* pk, or the template's it shares */
 	const struct zf_pv *root;
-	bool has_digest;	 /* optimizer files: digest of the zip records */
+	bool has_digest;	 /* optimizer files: digest of the records */
 	uint64_t digest[2];
 	struct zf_error err;	 /* what went wrong, when loaded by a worker */
 };

@@ -63,7 +63,7 @@ static int optim_step(const struct zf_loaded *f, const struct zf_pv *osd,
 		      double *step, bool *found, struct zf_error *err)
 {
 	const struct zf_pv *st = zf_pv_get(zf_pv_get(osd, "optimizer_state_dict"), "state");
-	struct zf_source *src = zf_ptfile_source(f->pf);
+	struct zf_source *src = zf_container_source(f->ct);
 	const struct zf_pv *v = NULL;
 
 	*found = false;
@@ -114,7 +114,7 @@ static int optim_step(const struct zf_loaded *f, const struct zf_pv *osd,
 			break;
 		}
 		if (rc)
-			zf_error_where(err, zf_ptfile_path(f->pf));
+			zf_error_where(err, zf_container_path(f->ct));
 		return rc;
 	} else {
 		return ZF_OK;

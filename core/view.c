@@ -17,7 +17,7 @@ int zf_view_resolve(const struct zf_loaded *f, const struct zf_pv *t,
 	const struct zf_pv_storage *st;
 	struct zf_record rec;
 	uint64_t esize, numel = 1, expect = 1, nbytes, off_bytes, end;
-	const char *path = zf_ptfile_path(f->pf);
+	const char *path = zf_container_path(f->ct);
 	int rc;
 
 	memset(v, 0, sizeof(*v));
@@ -69,7 +69,7 @@ int zf_view_resolve(const struct zf_loaded *f, const struct zf_pv *t,
 			expect *= (uint64_t)tt->size[i];
 		}
 	}
-	rc = zf_ptfile_record(f->pf, st->key, &rec, err);
+	rc = zf_container_record(f->ct, st->key, &rec, err);
 	if (rc)
 		goto fail_rc;
 	if (st->numel < 0 || zf_mul_overflow((uint64_t)st->numel, esize, &nbytes) ||
