@@ -77,7 +77,8 @@ static void print_text(const struct zf_ckpt *ck)
 	for (size_t i = 0; i < ci->n_files; i++) {
 		const struct zf_source *s = zf_ckpt_file(ck, i);
 
-		printf("  %-52s %14" PRIu64 "\n", cli_esc(zf_source_name(s)), zf_source_size(s));
+		printf("  %-52s %14" PRIu64 "  %s\n", cli_esc(zf_source_name(s)), zf_source_size(s),
+		       zf_container_kind_name(zf_ckpt_file_kind(ck, i)));
 	}
 	printf("tensors      %zu (%zu params, %zu frozen, %zu buffers, %zu tied)\n",
 	       ci->n_tensors, counts[ZF_KIND_PARAM], counts[ZF_KIND_FROZEN],
@@ -166,6 +167,8 @@ static int print_json(const struct zf_ckpt *ck, bool extents)
 		cJSON_AddStringToObject(f, "name", zf_source_name(s));
 		cJSON_AddStringToObject(f, "path", zf_source_path(s));
 		cJSON_AddNumberToObject(f, "size", (double)zf_source_size(s));
+		cJSON_AddStringToObject(f, "format",
+					zf_container_kind_name(zf_ckpt_file_kind(ck, i)));
 		cJSON_AddItemToArray(files, f);
 	}
 	cJSON_AddItemToObject(root, "files", files);

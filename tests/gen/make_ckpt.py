@@ -417,7 +417,14 @@ class Gen:
 
     def save(self, obj, fname, custom=False):
         path = os.path.join(self.tagdir, fname)
-        if custom or not self.a.torch_save:
+        if self.a.legacy:
+            # torch's legacy format, as DeepSpeed >= 0.17 writes every file with
+            # "checkpoint": {"checkpoint_serialization": false}
+            if custom or not self.a.torch_save:
+                tzip.save_legacy(obj, path)  # torch's bytes but for the keys (addresses)
+            else:
+                torch.save(obj, path, _use_new_zipfile_serialization=False)
+        elif custom or not self.a.torch_save:
             tzip.save(obj, path)  # byte-identical to torch.save (see README), but faster
         else:
             torch.save(obj, path)
@@ -827,7 +834,8 @@ class Gen:
         ref = OD()
         ref["fixture"] = a.name
         ref["generator"] = "tests/gen/make_ckpt.py"
-        ref["generator_args"] = {k: v for k, v in vars(a).items()}
+        # --legacy only when given: the default output stays what it was
+        ref["generator_args"] = {k: v for k, v in vars(a).items() if k != "legacy" or v}
         ref["deepspeed_version"] = DS_VERSION
         ref["torch_version"] = torch.__version__
         ref["zero_stage"] = a.stage
@@ -918,6 +926,9 @@ def parse(argv=None):
     ap.add_argument("--torch-save", action="store_true",
                     help="write the .pt files with torch.save itself instead of tests/gen/tzip.py "
                          "(same bytes, slower)")
+    ap.add_argument("--legacy", action="store_true",
+                    help="write the rank files in torch's legacy (non-zip) format, as DeepSpeed "
+                         ">= 0.17 does with \"checkpoint_serialization\": false")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default=None)
     ap.add_argument("--steps", type=int, default=3)
