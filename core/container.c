@@ -11,15 +11,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cursor.h"
 #include "zerofs/dtype.h"
 
+/* Bytes of a file's head read to tell its format: a tar header's magic
+ * ends at byte 262. */
+#define HEAD_LEN 262
+
 /* A legacy file starts with the pickle of torch's magic number, and so
- * with PROTO (0x80); a zip with a local header, "PK\3\4". Anything else
- * is left to the zip reader, which says what is wrong with it. */
+ * with PROTO (0x80); a zip with a local header, "PK\3\4". torch before
+ * 0.4 wrote a tar ("ustar" at byte 257), which the legacy reader names
+ * and refuses. Anything else is left to the zip reader, which says what
+ * is wrong with it. */
 static const struct zf_container_ops *sniff(const unsigned char *head,
 					    size_t len)
 {
-	if (len >= 1 && head[0] == 0x80)
+	struct zf_cursor c = zf_cursor_make(head, len);
+	const unsigned char *tar = zf_cursor_span_at(&c, 257, 5);
+
+	if (zf_cursor_u8_at(&c, 0) == 0x80 || (tar && !memcmp(tar, "ustar", 5)))
 		return &zf_container_legacy_ops;
 	return &zf_container_zip_ops;
 }
@@ -28,7 +38,7 @@ int zf_container_open(struct zf_source *src, struct zf_container **out,
 		      struct zf_error *err)
 {
 	uint64_t size = zf_source_size(src);
-	unsigned char head[1];
+	unsigned char head[HEAD_LEN];
 	size_t n = size < sizeof(head) ? (size_t)size : sizeof(head);
 	struct zf_container *c;
 	int rc;

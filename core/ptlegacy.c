@@ -249,14 +249,17 @@ static int read_header(struct zf_ptlegacy *lf, uint64_t *end,
 		v = zf_pickle_root(pk);
 		if (i == 0 && !is_magic(v))
 			rc = fail(lf, err, ZF_EFORMAT,
-				  "not a torch.save file: its first pickle holds a %s, not torch's magic number",
+				  "not a torch.save file: its first pickle holds a value of type %s, not torch's magic number",
 				  zf_pv_type_name(v));
 		if (i == 1 && !(zf_pv_is(v, ZF_PV_INT) &&
 				v->u.i == LEGACY_PROTOCOL_VERSION))
-			rc = fail(lf, err, ZF_EFORMAT,
-				  "protocol version %lld (a %s), torch writes and reads only %d",
-				  zf_pv_is(v, ZF_PV_INT) ? (long long)v->u.i : -1ll,
-				  zf_pv_type_name(v), LEGACY_PROTOCOL_VERSION);
+			rc = zf_pv_is(v, ZF_PV_INT) ?
+				fail(lf, err, ZF_EFORMAT,
+				     "protocol version %lld, torch writes and reads only %d",
+				     (long long)v->u.i, LEGACY_PROTOCOL_VERSION) :
+				fail(lf, err, ZF_EFORMAT,
+				     "the protocol version pickle holds a value of type %s, not the int %d",
+				     zf_pv_type_name(v), LEGACY_PROTOCOL_VERSION);
 		/* sys_info: torch ignores it, and so may we (records are
 		 * little-endian whatever it says: torch writes them so). */
 		zf_pickle_free(pk);
@@ -299,7 +302,7 @@ static int read_keys(struct zf_ptlegacy *lf, uint64_t start, uint64_t *end,
 	list = zf_pickle_root(pk);
 	if (!zf_pv_is(list, ZF_PV_LIST)) {
 		rc = fail(lf, err, ZF_EFORMAT,
-			  "the storage key list pickle (at byte %llu) holds a %s, not a list",
+			  "the storage key list pickle (at byte %llu) holds a value of type %s, not a list",
 			  (unsigned long long)start, zf_pv_type_name(list));
 		goto out;
 	}
@@ -312,10 +315,16 @@ static int read_keys(struct zf_ptlegacy *lf, uint64_t start, uint64_t *end,
 	for (size_t i = 0; i < list->u.seq.n; i++) {
 		const struct zf_pv *k = list->u.seq.items[i];
 
+		if (!zf_pv_is(k, ZF_PV_STR)) {
+			rc = fail(lf, err, ZF_EFORMAT,
+				  "item %zu of the storage key list is a value of type %s, not a plain key",
+				  i, zf_pv_type_name(k));
+			goto out;
+		}
 		if (!plain_key(k)) {
 			rc = fail(lf, err, ZF_EFORMAT,
-				  "item %zu of the storage key list is a %s, not a plain key",
-				  i, zf_pv_type_name(k));
+				  "item %zu of the storage key list is not a plain key: empty, or with a '/' or a NUL",
+				  i);
 			goto out;
 		}
 		bytes += k->u.str.len + 1; /* bounded by the pickle's size */

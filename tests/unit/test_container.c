@@ -382,9 +382,20 @@ static void test_sniff(void)
 	zf_error_clear(&err);
 	write_file(p, junk, sizeof(junk));
 	tap_ok(zf_container_open_path(p, &c, &err) == ZF_EFORMAT &&
-		       strstr(err.msg, "not a torch.save file: its first pickle holds a int, not torch's magic number"),
+		       strstr(err.msg, "not a torch.save file: its first pickle holds a value of type int, not torch's magic number"),
 	       "a pickle of 7 is read as legacy and refused: '%s'", err.msg);
 	zf_error_clear(&err);
+
+	{
+		unsigned char tar[512] = "pickle";
+
+		memcpy(tar + 257, "ustar", 5);
+		write_file(p, tar, sizeof(tar));
+		tap_ok(zf_container_open_path(p, &c, &err) == ZF_EUNSUPPORTED &&
+			       strstr(err.msg, "a tar archive: torch's format of before 0.4 (2018), which zerofs does not read"),
+		       "a tar is sniffed as torch's oldest format and refused: '%s'", err.msg);
+		zf_error_clear(&err);
+	}
 
 	write_file(p, pl_small, sizeof(pl_small));
 	if (zf_container_open_path(p, &c, &err) == ZF_OK &&
