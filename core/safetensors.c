@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cursor.h"
 #include "text.h"
 
 /* ---- a growable byte buffer that remembers failure ------------------- */
@@ -352,8 +353,7 @@ int zf_st_layout(const struct zf_st_tensor *tensors, size_t n,
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory for the header");
 		goto out;
 	}
-	for (int k = 0; k < 8; k++)
-		b.p[k] = (char)(((uint64_t)padded >> (8 * k)) & 0xff);
+	zf_put_le64((unsigned char *)b.p, padded);
 	/* header + data cannot overflow: header <= 100 MB + 8 and pos was
 	 * checked, but check anyway rather than trust the bound. */
 	if (__builtin_add_overflow(pos, (uint64_t)b.len, &total)) {
