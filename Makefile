@@ -22,7 +22,10 @@ INSTALL_DATA ?= $(INSTALL) -m 0644
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-PYTHON ?= /usr/bin/python3
+# The tests' python: the client venv scripts/setup-debian.sh makes (Debian's
+# python and torch, plus transformers & co. from PyPI), else Debian's own.
+ZEROFS_VENV ?= $(CURDIR)/.venv
+PYTHON ?= $(if $(wildcard $(ZEROFS_VENV)/bin/python3),$(ZEROFS_VENV)/bin/python3,/usr/bin/python3)
 CFLAGS ?= -O2 -g
 WARNINGS = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wwrite-strings -Wformat=2 -Wvla -Wpointer-arith -Wundef \
@@ -107,7 +110,7 @@ $(BUILD)/tests/%: tests/helpers/%.c $(LIB)
 tests: zerofs $(UNIT_BIN) $(HELPER_BIN)
 
 check: tests ## run the whole test suite
-	$(Q)PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) ZEROFS_BUILD=$(BUILD) tests/run.sh
+	$(Q)PYTHON=$(PYTHON) ZEROFS_VENV=$(ZEROFS_VENV) SANITIZE=$(SANITIZE) ZEROFS_BUILD=$(BUILD) tests/run.sh
 
 # valgrind is ~50x slower: the conversion test skips its 2^32 sweep there
 # (the sanitizer and plain runs do it).
@@ -121,7 +124,7 @@ valgrind: tests ## run the core unit tests under valgrind (memcheck)
 	done
 
 bench: zerofs ## run the benchmarks, results in bench/RESULTS.md
-	$(Q)PYTHON=$(PYTHON) bench/run.sh
+	$(Q)PYTHON=$(PYTHON) ZEROFS_VENV=$(ZEROFS_VENV) bench/run.sh
 
 # mount(8) finds helpers in /sbin only: with prefix=/usr the links below
 # make 'mount -t zerofs' and fstab lines work directly; with /usr/local,

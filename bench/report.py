@@ -68,6 +68,145 @@ def ratio(a, b):
 out = []
 w = out.append
 
+
+# ------------------------------------------------------------------ 7 peer
+PEER = [k for k in S if k.startswith("peer.")]
+PEER_CKPTS = (("z3", "p3", "ZeRO-3"), ("z2", "p2", "ZeRO-2"))
+
+
+def pk(ck, what, mode, metric):
+    return "peer.%s.%s.%s.%s" % (ck, what, mode, metric)
+
+
+def gb(x):
+    return "–" if x is None else "{:.2f} GB".format(x / 1e9)
+
+
+def mb_kb(x):
+    return "–" if x is None else "{:,.0f} MB".format(x * 1024 / 1e6)
+
+
+def peer_summary_rows(rows):
+    for ck, _, label in PEER_CKPTS:
+        e, z = med(pk(ck, "export", "warm", "secs")), med(pk(ck, "z2f", "warm", "secs"))
+        if e is None or z is None:
+            continue
+        rows.append(("%s ~1 GB fp32: to an HF folder, `zerofs export` vs zero_to_fp32 (warm)" % label,
+                     "{} s vs {} s ({}× faster); peak RSS {} vs {}".format(
+                         fmt(e), fmt(z), fmt(ratio(z, e), 1),
+                         mb_kb(med(pk(ck, "export", "warm", "rss_kb"))), mb_kb(med(pk(ck, "z2f", "warm", "rss_kb")))),
+                     "info", "–", ""))
+        a, b = med(pk(ck, "mount_total", "warm", "secs")), med(pk(ck, "z2f_total", "warm", "secs"))
+        rows.append(("%s: to a model loaded by transformers, mount + from_pretrained vs zero_to_fp32 + "
+                     "from_pretrained (warm)" % label,
+                     "{} s vs {} s".format(fmt(a), fmt(b)), "info", "–", ""))
+        r1, r2 = med(pk(ck, "export", "cold", "read_bytes")), med(pk(ck, "z2f", "cold", "read_bytes"))
+        rows.append(("%s: bytes read from disk, cold sources, export vs zero_to_fp32" % label,
+                     "{} vs {}".format(gb(r1), gb(r2)), "info", "–", ""))
+
+
+def peer_section():
+    w("## 7. zerofs and DeepSpeed's zero_to_fp32, side by side")
+    w("")
+    if not PEER:
+        w("Not measured in this run.")
+        w("")
+        return
+    w("Versions: {}. zerofs `{}`.".format(META.get("peer.versions", "?"), META.get("zerofs.git", "?")))
+    w("")
+    w("Checkpoints (`tests/gen/make_ckpt.py --llama`: exactly transformers' LlamaForCausalLM, 246 M "
+      "parameters, untied head, bf16 training, HF Trainer layout, 2 ranks):")
+    w("")
+    for ck, g, label in PEER_CKPTS:
+        w("- **{}** ({}): {}; sources: {}".format(ck, label, META.get("gen." + g, "?"),
+                                                  META.get("peer.%s.source" % ck, "?")))
+    w("")
+    w("Method (bench/peer.py; {} warm and {} cold runs per row, median [min–max]). **warm**: the "
+      "checkpoint's files were read just before, so they sit in the page cache; **cold**: their pages "
+      "were dropped with `posix_fadvise(POSIX_FADV_DONTNEED)` (`rd -m evict`; mincore says {} resident "
+      "before the cold runs). zero_to_fp32 is DeepSpeed's own (`python -m deepspeed.utils.zero_to_fp32 "
+      "CKPT OUT --safe_serialization`, its defaults otherwise: fp32, 5GB shards). zerofs export runs with "
+      "`--dtype fp32 --no-fsync` (zero_to_fp32 does not fsync either). Peak RSS: `wait4`'s ru_maxrss of "
+      "the process. Bytes read: the exited process's `/proc/PID/io` (read while it is a zombie): "
+      "**read(2)** = rchar, every byte returned by read/pread from any file (zero_to_fp32's include {} "
+      "of Python, torch and DeepSpeed start-up: `--help` alone reads that much); **disk** = read_bytes, "
+      "what the kernel fetched from the disk. For the mount, the daemon's own counters and VmHWM. The "
+      "loader is a fresh `python3` running `AutoModelForCausalLM.from_pretrained(DIR, torch_dtype=...)` "
+      "and one forward pass; zero_to_fp32 writes no config.json, so the checkpoint's is copied beside "
+      "its output first (not timed).".format(
+          META.get("peer.runs", "?"), META.get("peer.runs", "?"),
+          " / ".join("{}: {:.0f}%".format(ck, 100 * (med("peer.%s.resident_before.cold" % ck) or 0))
+                     for ck, _, _ in PEER_CKPTS),
+          gb(med("peer.z3.z2f_startup.rchar"))))
+    idl = [x for k, v in S.items() if k.startswith("peer.") and ".idle." in k for x in v]
+    if idl:
+        w("")
+        w("Idle gate: each timed run waited for a >= 90% idle machine within a 60 s budget per "
+          "checkpoint; idle % seen before the runs: median {:.0f}, min {:.0f}. On a busy machine the "
+          "seconds spread (see the [min–max]); the bytes and RSS do not.".format(
+              statistics.median(idl), min(idl)))
+    w("")
+    w("### To a Hugging Face folder on disk (fp32, `model.safetensors`)")
+    w("")
+    w("| checkpoint | sources | command | seconds | peak RSS | read(2) | disk |")
+    w("|---|---|---|---|---|---|---|")
+    for ck, _, label in PEER_CKPTS:
+        for mode in ("warm", "cold"):
+            for what, cmd in (("export", "`zerofs export --dtype fp32`"),
+                              ("z2f", "`zero_to_fp32 --safe_serialization`")):
+                w("| {} {} | {} | {} | {} | {} | {} | {} |".format(
+                    ck, label, mode, cmd, cell(pk(ck, what, mode, "secs")),
+                    mb_kb(med(pk(ck, what, mode, "rss_kb"))), gb(med(pk(ck, what, mode, "rchar"))),
+                    gb(med(pk(ck, what, mode, "read_bytes")))))
+    w("")
+    for ck, _, label in PEER_CKPTS:
+        w("- {}: the two folders are byte-identical: {}.".format(ck, META.get("peer.%s.same_files" % ck, "?")))
+    w("")
+    w("### To a model loaded by transformers")
+    w("")
+    w("| checkpoint | sources | path | total seconds | mount or conversion | from_pretrained (+ import) | "
+      "loader peak RSS | source read(2) | disk | daemon VmHWM |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for ck, _, label in PEER_CKPTS:
+        for mode in ("warm", "cold"):
+            for what, path, first, rd, dk in (
+                    ("mount", "`zerofs mount --dtype fp32` + from_pretrained(float32)", "mount.%s.mount_s",
+                     "mount.%s.daemon_rchar", "mount.%s.daemon_read_bytes"),
+                    ("z2f", "zero_to_fp32 + from_pretrained(float32)", "z2f.%s.secs", "z2f.%s.rchar",
+                     "z2f.%s.read_bytes"),
+                    ("mount16", "`zerofs mount` (bf16 view) + from_pretrained(\"auto\")", "mount16.%s.mount_s",
+                     "mount16.%s.daemon_rchar", "mount16.%s.daemon_read_bytes")):
+                base = "peer.%s." % ck
+                hwm = med(base + "%s.%s.daemon_hwm_kb" % (what, mode)) if what != "z2f" else None
+                w("| {} {} | {} | {} | {} | {} | {} (+{}) | {} | {} | {} | {} |".format(
+                    ck, label, mode, path, cell(base + "%s_total.%s.secs" % (what, mode)),
+                    fmt(med(base + first % mode)), fmt(med(base + "%s_load.%s.load_s" % (what, mode))),
+                    fmt(med(base + "%s_load.%s.import_s" % (what, mode))),
+                    mb_kb(med(base + "%s_load.%s.rss_kb" % (what, mode))), gb(med(base + rd % mode)),
+                    gb(med(base + dk % mode)), mb_kb(hwm) if hwm else "–"))
+    w("")
+    for ck, _, label in PEER_CKPTS:
+        w("- {}: the fp32 model loaded from the mount and from zero_to_fp32's folder give the same "
+          "logits: {}.".format(ck, META.get("peer.%s.same_logits" % ck, "?")))
+    w("- zero_to_fp32 `--safe_serialization` on a checkpoint whose head is tied to the embedding "
+      "(make_ckpt.py --llama --tied, ZeRO-3): {} (zerofs serves it, dropping the tied alias as "
+      "save_pretrained does).".format(META.get("peer.tied", "not run")))
+    w("")
+
+
+if os.environ.get("PEER_ONLY"):
+    w("# zerofs and DeepSpeed's zero_to_fp32 (bench/run.sh --peer-only)")
+    w("")
+    w("- Produced by: `bench/run.sh --peer-only` on {}, total {}".format(META.get("date", "?"),
+                                                                        META.get("elapsed", "?")))
+    w("- Machine: {} CPUs, {}, kernel {}, {} RAM; load average at start {}".format(
+        META.get("machine.nproc"), META.get("machine.cpu"), META.get("machine.kernel"),
+        META.get("machine.mem"), META.get("machine.load_start")))
+    w("")
+    peer_section()
+    print("\n".join(out))
+    sys.exit(0)
+
 w("# zerofs benchmark results")
 w("")
 w("Written by `bench/run.sh` (overwritten on every run). Do not edit by hand.")
@@ -216,6 +355,8 @@ else:
     rows.append(("`zerofs export` ÷ `cp -r`", "not measured: " + META.get("export.missing", "?").replace("\n", " "),
                  "≥ 0.80", "–", ""))
 
+peer_summary_rows(rows)
+
 w("## Summary")
 w("")
 w("| measurement | result | target | verdict |")
@@ -330,6 +471,8 @@ w("")
 w("Timings exclude the final writeback: `sync` runs between runs, outside the timing.")
 w("")
 
+peer_section()
+
 # ------------------------------------------------------------------ profile
 w("## Profile of zerofs serving the fp32 sequential read")
 w("")
@@ -413,6 +556,20 @@ if e is not None and c / e < 0.8:
       "an uncompressed checkpoint, `copy_file_range` from the source extents into the output would "
       "match cp (headers written normally); conversions still need the buffer path. Measured by hand "
       "on this busy machine: `--threads 1` 4.96 s, `--threads 2` 1.88 s.".format(c / e))
+for ck, _, label in PEER_CKPTS:
+    e, z = med(pk(ck, "export", "cold", "secs")), med(pk(ck, "z2f", "cold", "secs"))
+    if e is None or z is None:
+        continue
+    same = META.get("peer.%s.same_files" % ck, "").startswith("yes")
+    w("- **zero_to_fp32 ({}, cold)**: {} s and {} of peak RSS for what `zerofs export` writes in {} s "
+      "with {}, {}. It reads {} from the disk where zerofs reads {}: "
+      "torch.load() of each optimizer file brings in the Adam moments with the fp32 masters (DeepSpeed "
+      "0.16+ asks torch.load for mmap=True, which torch 1.13 does not have), and it holds the "
+      "reconstructed state dict in memory before writing.".format(
+          label, fmt(z, 1), mb_kb(med(pk(ck, "z2f", "cold", "rss_kb"))), fmt(e, 1),
+          mb_kb(med(pk(ck, "export", "cold", "rss_kb"))),
+          "byte for byte the same file" if same else "**not the same bytes**", gb(med(pk(ck, "z2f", "cold", "read_bytes"))),
+          gb(med(pk(ck, "export", "cold", "read_bytes")))))
 w("- Where the serving time goes (profile above): the daemon's samples are kernel copies "
   "(`_copy_to_iter`: `pread` from the source page cache into the reply buffer; `__pi_memcpy`/"
   "`fuse_copy_folio`: `writev` of the reply into the FUSE page cache); zerofs's own user-space code "

@@ -3,7 +3,11 @@
 #
 # bench/run.sh: the zerofs benchmarks (`make bench`). Writes bench/RESULTS.md.
 #
-#   bench/run.sh [--gen-only]
+#   bench/run.sh [--gen-only | --peer-only]
+#
+# --peer-only runs only the side-by-side section with DeepSpeed's
+# zero_to_fp32 (section 7) and writes bench/work/RESULTS-peer.md, leaving
+# bench/RESULTS.md alone.
 #
 # Everything is measured side by side in one run, on checkpoints generated
 # into bench/work/ (cached, keyed by the generator's arguments and the
@@ -13,7 +17,9 @@
 # Environment: PYTHON (torch for the generator), BENCH_RUNS (runs per
 # measurement, default 5; cheap ones get BENCH_RUNS + 2), BENCH_GATE_MAX
 # (seconds the whole run may spend waiting for an idle machine, default 60),
-# BENCH_IDLE (idle % that counts as idle, default 90).
+# BENCH_IDLE (idle % that counts as idle, default 90), ZEROFS_VENV (the
+# client venv of scripts/setup-debian.sh, default .venv: transformers for
+# section 7), BENCH_PEER_RUNS (runs of section 7 per mode, default 2).
 #
 # Cold FUSE cache: zerofs sets FOPEN_KEEP_CACHE, so a second read of a file
 # is served by the kernel page cache of the mount and never reaches zerofs.
@@ -240,6 +246,72 @@ warm_sources() { # warm_sources TAG FILES...: read them, record residency
 }
 now_ms() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.3f", (b-a)*1000}'; }
 
+# ---------------------------------------------------------------- 7 peer
+# DeepSpeed's own zero_to_fp32 on the same checkpoints as zerofs
+# (bench/peer.py). DeepSpeed comes from PyPI (bench/peer-requirements.txt)
+# into $PEER with the client venv's pip, --no-deps: never a torch; it is
+# used through PYTHONPATH by the zero_to_fp32 runs only.
+VENV=${ZEROFS_VENV:-$ROOT/.venv}
+VPY=$VENV/bin/python3
+PEER=$W/peer
+PEER_REQ=$ROOT/bench/peer-requirements.txt
+PEER_RUNS=${BENCH_PEER_RUNS:-2}
+install_peer() {
+	local stamp
+	stamp=$(sha1sum "$PEER_REQ" | cut -c1-12)
+	[ -x "$VPY" ] && "$VPY" -c 'import transformers' 2>/dev/null ||
+		die "no client venv at $VENV with transformers: run scripts/setup-debian.sh"
+	if [ "$(cat "$PEER/.stamp" 2>/dev/null)" != "$stamp" ]; then
+		log "installing DeepSpeed for the side-by-side section into $PEER (PyPI, --no-deps)"
+		rm -rf "$PEER"
+		grep -v '^deepspeed==' "$PEER_REQ" >"$W/peer-deps.txt"
+		PIP_DISABLE_PIP_VERSION_CHECK=1 "$VPY" -m pip install -q --no-deps --only-binary=:all: \
+			--target "$PEER" -r "$W/peer-deps.txt" >&2
+		DS_BUILD_OPS=0 PIP_DISABLE_PIP_VERSION_CHECK=1 "$VPY" -m pip install -q --no-deps \
+			--no-build-isolation --target "$PEER" "$(grep '^deepspeed==' "$PEER_REQ")" >&2
+		if ls -d "$PEER"/torch "$PEER"/torch-* "$PEER"/nvidia* >/dev/null 2>&1; then
+			die "a torch or CUDA package landed in $PEER"
+		fi
+		echo "$stamp" >"$PEER/.stamp"
+	fi
+	meta peer.versions "$(cd "$W" && PYTHONPATH="$PEER" DS_ACCELERATOR=cpu "$VPY" -c '
+import deepspeed, torch, transformers, safetensors, sys
+print("DeepSpeed %s (PyPI, DS_BUILD_OPS=0), torch %s (%s), transformers %s, safetensors %s, Python %s" % (
+    deepspeed.__version__, torch.__version__, torch.__file__.rsplit("/", 2)[0], transformers.__version__,
+    safetensors.__version__, sys.version.split()[0]))' 2>/dev/null | tail -1)"
+}
+peer_checkpoints() {
+	# Llama-shaped (make_ckpt.py --llama), ~1 GB of fp32 masters (246 M
+	# parameters, untied head: zero_to_fp32 cannot write tied ones as
+	# safetensors), bf16 training, HF Trainer layout (config.json).
+	local shape="--llama --layout trainer --dtype bf16 --hidden 1024 --heads 16 --kv-heads 4 \
+		--intermediate 2816 --vocab 32000 --layers 16"
+	# shellcheck disable=SC2086
+	P3=$(gen p3 $shape --stage 3 --ws 2 --seed 5)
+	# shellcheck disable=SC2086
+	P2=$(gen p2 $shape --stage 2 --ws 2 --seed 6)
+	PTIED=$(gen ptied --llama --layout trainer --dtype bf16 --stage 3 --ws 2 --tied --seed 7)
+	for c in "$P3" "$P2"; do
+		IFS=$'\t' read -r secs args <"$c.done"
+		meta "gen.$(basename "$c" | cut -d- -f1)" "$secs s: make_ckpt.py $args"
+	done
+}
+peer_section() {
+	log "DeepSpeed's zero_to_fp32 side by side ($PEER_RUNS warm + $PEER_RUNS cold runs per checkpoint)"
+	install_peer
+	meta peer.runs "$PEER_RUNS"
+	local spec name ck
+	for spec in "z3:$P3" "z2:$P2"; do
+		name=${spec%%:*} ck=${spec#*:}
+		"$VPY" bench/peer.py --ckpt "$ck" --name "$name" --work "$W/peerwork" --zerofs "$ZF" \
+			--rd "$RD" --peer "$PEER" --runs "$PEER_RUNS" --raw "$RAW" --meta "$META" \
+			--idle "$IDLE_MIN" --gate-max "$GATE_MAX" ||
+			die "bench/peer.py $name failed"
+	done
+	"$VPY" bench/peer.py --tied-only --ckpt "$PTIED" --name tied --work "$W/peerwork" --zerofs "$ZF" \
+		--rd "$RD" --peer "$PEER" --raw "$RAW" --meta "$META"
+}
+
 # ================================================================ main
 : >"$RAW"
 : >"$META"
@@ -254,6 +326,7 @@ R=$(gen r1g --stage 3 --ws 2 --hidden 1024 --intermediate 2816 --vocab 32000 \
 S=$(gen s4g --stage 3 --ws 8 --big-gib 0.45 --hidden 256 --intermediate 688 \
 	--vocab 8000 --max-pos 16 --layers 4 --no-odd --no-edge --seed 2)
 M=$(gen m64 --stage 3 --ws 64 --params 2100 --no-odd --no-edge --seed 3)
+peer_checkpoints
 for c in "$R" "$S" "$M"; do
 	IFS=$'\t' read -r secs args <"$c.done"
 	meta "gen.$(basename "$c" | cut -d- -f1)" "$secs s: make_ckpt.py $args"
@@ -276,6 +349,13 @@ meta zerofs.git "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 
 meta cmd "$CMD"
 meta date "$(date '+%Y-%m-%d %H:%M')"
 meta runs "$RUNS (cheap measurements: $RUNS_CHEAP)"
+if [ "${1:-}" = --peer-only ]; then
+	peer_section
+	meta elapsed "$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f s", b-a}')"
+	PEER_ONLY=1 "$PYTHON" bench/report.py "$RAW" "$META" "$W" >"$W/RESULTS-peer.md"
+	log "wrote $W/RESULTS-peer.md"
+	exit 0
+fi
 
 # ---------------------------------------------------------------- mounts
 MZ32=$W/mnt/z32 MZB=$W/mnt/zbf16 MZH=$W/mnt/zfp16 MPT=$W/mnt/pt
@@ -564,6 +644,8 @@ if ! [ -d "$EXP/ref" ]; then
 fi
 unmount "$MR" "$MRPID"
 rm -rf "$EXP"
+
+peer_section
 
 # ---------------------------------------------------------------- report
 meta gate "$GATED_RUNS runs gated at >= $IDLE_MIN% idle; $BUSY_RUNS measured busy after the ${GATE_MAX}s wait budget ran out; waited $((GATE_USED_MS / 1000)) s"

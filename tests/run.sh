@@ -10,7 +10,14 @@ export PYTHON
 export ZEROFS="$PWD/zerofs"
 ZEROFS_BUILD=$(cd "${ZEROFS_BUILD:-build${SANITIZE:+-san}}" && pwd)
 export ZEROFS_BUILD
-export ZEROFS_FIXTURES="${ZEROFS_FIXTURES:-$PWD/../shared/fixtures/real}"
+# ../shared with symlinks resolved: zerofs reports real paths, and a test
+# comparing them with a path through a symlink (../shared in a git worktree
+# under /work/wt) would otherwise miss.
+ZEROFS_FIXTURES="${ZEROFS_FIXTURES:-$PWD/../shared/fixtures/real}"
+if [ -d "$ZEROFS_FIXTURES" ]; then
+	ZEROFS_FIXTURES=$(cd "$ZEROFS_FIXTURES" && pwd -P)
+fi
+export ZEROFS_FIXTURES
 # Sanitizer builds: a small ASan quarantine, so that freed memory held
 # back to catch use-after-free does not read as growth in the tests that
 # watch the daemon's RSS; LeakSanitizer stays on.

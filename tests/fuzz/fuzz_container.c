@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "zerofs/container.h"
+#include "zerofs/ptlegacy.h"
 
 #ifndef ZF_FUZZ_ENTRY
 #define ZF_FUZZ_ENTRY LLVMFuzzerTestOneInput

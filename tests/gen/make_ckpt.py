@@ -178,9 +178,46 @@ class Entry:
         self.trainable = True
         self.alias_of = None
         self.big = False
+        self.near_one = False  # --llama norm weights: 1 + noise
+
+
+def build_llama(a):
+    """--llama: exactly transformers' LlamaForCausalLM (attention_bias false,
+    GQA with --heads/--kv-heads), names in its state_dict() order; no buffers
+    (the rotary inv_freq is not persistent). RMSNorm weights are drawn around
+    1.0 so that the model computes something."""
+    P = a.prefix
+    H, V, I = a.hidden, a.vocab, a.intermediate
+    kv = a.kv_heads * (H // a.heads)
+    ents = [Entry(P + "model.embed_tokens.weight", (V, H), "param")]
+    for l in range(a.layers):
+        b = P + "model.layers.%d." % l
+        ents += [Entry(b + "self_attn.q_proj.weight", (H, H), "param"),
+                 Entry(b + "self_attn.k_proj.weight", (kv, H), "param"),
+                 Entry(b + "self_attn.v_proj.weight", (kv, H), "param"),
+                 Entry(b + "self_attn.o_proj.weight", (H, H), "param"),
+                 Entry(b + "mlp.gate_proj.weight", (I, H), "param"),
+                 Entry(b + "mlp.up_proj.weight", (I, H), "param"),
+                 Entry(b + "mlp.down_proj.weight", (H, I), "param"),
+                 Entry(b + "input_layernorm.weight", (H,), "param"),
+                 Entry(b + "post_attention_layernorm.weight", (H,), "param")]
+    ents.append(Entry(P + "model.norm.weight", (H,), "param"))
+    for e in ents:
+        e.near_one = e.name.endswith("norm.weight")
+    lm = Entry(P + "lm_head.weight", (V, H), "param")
+    if a.tied:
+        lm.alias_of = P + "model.embed_tokens.weight"
+    ents.append(lm)
+    if a.frozen:
+        ents[0].trainable = False
+        if a.tied:
+            lm.trainable = False
+    return ents
 
 
 def build_model(a):
+    if a.llama:
+        return build_llama(a)
     P = a.prefix
     H, V, I, M = a.hidden, a.vocab, a.intermediate, a.max_pos
     ents = []
@@ -298,6 +335,8 @@ class Gen:
                 self.native[e.name] = None
                 continue
             v = torch.from_numpy(self.rand(e.numel)).reshape(e.shape)
+            if e.near_one:
+                v = v + 1.0
             if e.trainable:
                 self.master[e.name] = v
                 self.native[e.name] = v.to(self.tdt)
@@ -726,12 +765,13 @@ class Gen:
         if a.layout != "trainer":
             return
         H = a.hidden
-        cfg = OD([("architectures", ["LlamaForCausalLM"]), ("attention_bias", True),
+        cfg = OD([("architectures", ["LlamaForCausalLM"]), ("attention_bias", not a.llama),
                   ("bos_token_id", 1), ("eos_token_id", 2), ("hidden_act", "silu"),
                   ("hidden_size", H), ("initializer_range", 0.02),
                   ("intermediate_size", a.intermediate), ("max_position_embeddings", a.max_pos),
-                  ("model_type", "llama"), ("num_attention_heads", 1),
-                  ("num_hidden_layers", a.layers), ("num_key_value_heads", 1),
+                  ("model_type", "llama"), ("num_attention_heads", a.heads if a.llama else 1),
+                  ("num_hidden_layers", a.layers),
+                  ("num_key_value_heads", a.kv_heads if a.llama else 1),
                   ("rms_norm_eps", 1e-06), ("rope_theta", 10000.0),
                   ("tie_word_embeddings", bool(a.tied)),
                   ("torch_dtype", {"fp32": "float32", "bf16": "bfloat16",
@@ -834,8 +874,11 @@ class Gen:
         ref = OD()
         ref["fixture"] = a.name
         ref["generator"] = "tests/gen/make_ckpt.py"
-        # --legacy only when given: the default output stays what it was
-        ref["generator_args"] = {k: v for k, v in vars(a).items() if k != "legacy" or v}
+        # --llama's and --legacy's options appear only when used: default output stays as
+        # it was
+        ref["generator_args"] = {k: v for k, v in vars(a).items()
+                                 if (a.llama or k not in ("llama", "heads", "kv_heads"))
+                                 and (a.legacy or k != "legacy")}
         ref["deepspeed_version"] = DS_VERSION
         ref["torch_version"] = torch.__version__
         ref["zero_stage"] = a.stage
@@ -861,6 +904,9 @@ class Gen:
         ref["model"] = {"vocab": a.vocab, "hidden": a.hidden, "intermediate": a.intermediate,
                         "max_pos": a.max_pos, "layers": a.layers, "tie_word_embeddings": a.tied,
                         "name_prefix": a.prefix, "odd": a.odd, "edge": a.edge}
+        if a.llama:
+            ref["model"].update({"llama": True, "heads": a.heads, "kv_heads": a.kv_heads,
+                                 "odd": False, "edge": False})
         ref["layout"] = a.layout
         ref["root"] = a.name
         ref["tag_dir"] = rel_tag
@@ -950,12 +996,27 @@ def parse(argv=None):
                          "ZeRO-3 only)")
     ap.add_argument("--no-zero-to-fp32", dest="zero_to_fp32_stub", action="store_false",
                     help="do not write the zero_to_fp32.py placeholder beside the tag")
+    ap.add_argument("--llama", action="store_true",
+                    help="the model is exactly transformers' LlamaForCausalLM (no buffers, no "
+                         "biases, no embed_positions/odd/edge tensors); the trainer layout's "
+                         "config.json describes it (for loading mounts with transformers)")
+    ap.add_argument("--heads", type=int, default=1, help="--llama: attention heads")
+    ap.add_argument("--kv-heads", type=int, default=1, help="--llama: key/value heads (GQA)")
     a = ap.parse_args(argv)
+    if a.llama:
+        if a.hidden % a.heads or (a.hidden // a.heads) % 2 or a.heads % a.kv_heads:
+            ap.error("--llama needs --hidden divisible by --heads into an even head size, "
+                     "and --heads divisible by --kv-heads")
+        if a.bf16_optimizer or a.big_gib:
+            ap.error("--llama does not go with --bf16-optimizer or --big-gib")
+        a.odd = a.edge = False
     if a.bf16_optimizer:
         a.stage, a.dtype = 1, "bf16"
     if a.prefix is None:
         a.prefix = "llm." if a.layout == "xtuner" else ""
-    if a.params:
+    if a.params and a.llama:
+        a.layers = max(1, -(-(a.params - (2 if a.tied else 3)) // 9))
+    elif a.params:
         fixed = 4 + (2 if a.odd else 0) + (3 if a.edge else 0) + (0 if a.tied else 1)
         a.layers = max(1, -(-(a.params - fixed) // 12))
     if a.big_gib and a.stage != 3:
