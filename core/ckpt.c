@@ -69,6 +69,8 @@ static int find_files(struct zf_loader *L, const char *path,
 	    !ck->kinds || !L->model || !L->optim)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	ck->info.layout = L->files.layout;
+	ck->info.pick = L->files.pick;
+	ck->info.n_choices = L->files.n_choices;
 	ck->info.world_size = L->ws;
 	ck->info.n_files = n;
 	ck->lay.world_size = L->ws;
@@ -386,6 +388,8 @@ const char *zf_layout_str(enum zf_layout layout)
 		return "hf-trainer";
 	case ZF_LAYOUT_TAGDIR:
 		return "tag-folder";
+	case ZF_LAYOUT_XTUNER:
+		return "xtuner";
 	}
 	return "?";
 }

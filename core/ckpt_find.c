@@ -7,9 +7,10 @@
  * Accepted: a DeepSpeed save folder (`latest` names the tag), a Hugging
  * Face Trainer checkpoint-N/ folder (the same, plus config and tokenizer
  * files beside `latest`), or a tag folder itself (global_stepN/, XTuner's
- * iter_N.pth/, which has no `latest`). A folder without `latest` may hold
- * one checkpoint folder, or several of which mmengine's `last_checkpoint`
- * names one; a folder so chosen that is itself a save folder (its own
+ * iter_N.pth/, which has no `latest`). A folder without `latest` is a run
+ * folder: its checkpoint is chosen as a resume would choose it
+ * (runfolder.c: mmengine's `last_checkpoint`, the Trainer's highest
+ * checkpoint-N, or the only one); a folder so chosen that is itself a save folder (its own
  * `latest`, as in an XTuner iter_N.pth/ holding global_stepN/, or a Trainer
  * run's checkpoint-N/) is followed one level. `latest` is stripped as
  * DeepSpeed strips it, and its text is never shown whole.
@@ -24,6 +25,7 @@
 
 #include "io.h"
 #include "text.h"
+#include "zerofs/runfolder.h"
 
 static bool is_dir(const char *path)
 {
@@ -47,7 +49,7 @@ static bool exists(const char *dir, const char *name)
  * not printable ASCII is shown by its code (\u{feff}, \x1b), so that a
  * byte order mark or a no-break space in a tag is seen, not guessed.
  */
-static char *excerpt(const char *s, char *buf, size_t size)
+const char *zf_ckpt_excerpt(const char *s, char *buf, size_t size)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t n = strlen(s), used = 0;
@@ -92,115 +94,9 @@ static bool is_file(const char *dir, const char *name)
  * run's checkpoint-N/, or an XTuner iter_N.pth/ that DeepSpeed was told
  * to save into, with its own `latest` and global_stepN/.
  */
-static bool holds_checkpoint(const char *dir)
+bool zf_ckpt_holds(const char *dir)
 {
 	return zf_ckpt_has_rank_files(dir) || is_file(dir, "latest");
-}
-
-/* Names in "natural" order, digit runs compared as numbers, as
- * zero_to_fp32 sorts files: checkpoint-9 before checkpoint-10. */
-static int natural_cmp(const void *pa, const void *pb)
-{
-	const unsigned char *a = *(const unsigned char *const *)pa;
-	const unsigned char *b = *(const unsigned char *const *)pb;
-
-	while (*a && *b) {
-		if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
-			const unsigned char *ea, *eb;
-
-			while (*a == '0')
-				a++;
-			while (*b == '0')
-				b++;
-			for (ea = a; *ea >= '0' && *ea <= '9'; ea++)
-				;
-			for (eb = b; *eb >= '0' && *eb <= '9'; eb++)
-				;
-			if (ea - a != eb - b)
-				return ea - a < eb - b ? -1 : 1;
-			for (; a < ea; a++, b++)
-				if (*a != *b)
-					return *a < *b ? -1 : 1;
-			b = eb;
-			continue;
-		}
-		if (*a != *b)
-			return *a < *b ? -1 : 1;
-		a++;
-		b++;
-	}
-	return *a ? 1 : *b ? -1 : 0;
-}
-
-/*
- * Folders directly under dir that hold a checkpoint: how many, the only
- * one (*only, owned) when there is one, and their names in natural order,
- * quoted and escaped, in buf.
- */
-static int list_tags(const char *dir, char *buf, size_t size, int *count,
-		     char **only, struct zf_error *err)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char **names = NULL;
-	size_t n = 0, cap = 0, used = 0;
-	int rc = ZF_OK;
-
-	*count = 0;
-	*only = NULL;
-	buf[0] = '\0';
-	if (!d)
-		return ZF_OK; /* then nothing is there to choose from */
-	while (!rc && (de = readdir(d))) {
-		char *p;
-
-		if (de->d_name[0] == '.')
-			continue;
-		p = zf_ckpt_path_join(dir, de->d_name);
-		if (!p) {
-			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-		} else if (is_dir(p) && holds_checkpoint(p)) {
-			if (n == cap) {
-				size_t c = cap ? 2 * cap : 8;
-				char **v = realloc(names, c * sizeof(*v));
-
-				if (v) {
-					names = v;
-					cap = c;
-				}
-			}
-			if (n < cap && (names[n] = strdup(de->d_name)))
-				n++;
-			else
-				rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-		}
-		free(p);
-	}
-	closedir(d);
-	if (rc) {
-		for (size_t i = 0; i < n; i++)
-			free(names[i]);
-		free(names);
-		return rc;
-	}
-	if (n)
-		qsort(names, n, sizeof(*names), natural_cmp);
-	for (size_t i = 0; i < n; i++) {
-		char shown[64];
-
-		if (used < size)
-			used += (size_t)snprintf(buf + used, size - used, "%s'%s'",
-						 i ? ", " : "",
-						 excerpt(names[i], shown, sizeof(shown)));
-	}
-	*count = (int)n;
-	if (n == 1)
-		*only = names[0];
-	else
-		for (size_t i = 0; i < n; i++)
-			free(names[i]);
-	free(names);
-	return ZF_OK;
 }
 
 /* A copy of path without trailing slashes ("/" stays "/"), or NULL. */
@@ -324,8 +220,8 @@ static enum tag_text strip_tag(char *text, size_t len, char **out)
  * `latest`. A file that is not a tag folder name is refused without
  * showing its content: `latest` may be a link to any file.
  */
-static int read_latest(const char *dir, char **tag, char **latest_path,
-		       struct zf_error *err)
+int zf_ckpt_read_latest(const char *dir, char **tag, char **latest_path,
+			struct zf_error *err)
 {
 	char *text = NULL, *name = NULL;
 	size_t len;
@@ -379,7 +275,7 @@ static int read_latest(const char *dir, char **tag, char **latest_path,
  * newest iter_N.pth) names inside dir, or NULL: only its last component
  * is used, and only when dir holds such a folder with a checkpoint in it.
  */
-static char *mmengine_last(const char *dir)
+char *zf_ckpt_last_checkpoint(const char *dir)
 {
 	char *p = zf_ckpt_path_join(dir, "last_checkpoint"), *text = NULL, *tag = NULL;
 	char *name = NULL;
@@ -405,7 +301,7 @@ static char *mmengine_last(const char *dir)
 	free(text);
 	if (tag && tag_is_safe(tag)) {
 		char *t = zf_ckpt_path_join(dir, tag);
-		bool ok = t && is_dir(t) && holds_checkpoint(t);
+		bool ok = t && is_dir(t) && zf_ckpt_holds(t);
 
 		free(t);
 		if (ok)
@@ -415,38 +311,60 @@ static char *mmengine_last(const char *dir)
 	return NULL;
 }
 
-/*
- * No `latest` in save folder dir: the one folder in it that holds a
- * checkpoint, or the one mmengine's `last_checkpoint` names, into *tag.
- */
-static int choose_tag(const char *dir, char **tag, struct zf_error *err)
+/* mmengine's CheckpointHook names: iter_N.pth, epoch_N.pth (folders when
+ * DeepSpeed saved them). */
+static bool is_xtuner_tag(const char *name)
 {
-	char tags[512], *only = NULL;
-	int count;
+	const char *p = name;
 
-	int rc = list_tags(dir, tags, sizeof(tags), &count, &only, err);
-
-	if (rc)
-		return rc;
-	if (count == 1) {
-		/* One candidate: unambiguous. */
-		*tag = only;
-		return ZF_OK;
-	}
-	free(only);
-	/* An XTuner/mmengine work_dir names its newest checkpoint in
-	 * `last_checkpoint`. */
-	if (count > 1 && (*tag = mmengine_last(dir)))
-		return ZF_OK;
-	if (count)
-		zf_fail(err, ZF_ENOTFOUND,
-			"no 'latest' file and %d folders that hold a checkpoint (%s): choose one with --tag",
-			count, tags);
+	if (!strncmp(p, "iter_", 5))
+		p += 5;
+	else if (!strncmp(p, "epoch_", 6))
+		p += 6;
 	else
-		zf_fail(err, ZF_ENOTFOUND,
-			"no 'latest' file and no tag folder with DeepSpeed rank files: not a DeepSpeed checkpoint");
-	zf_error_where(err, dir);
-	return ZF_ENOTFOUND;
+		return false;
+	if (*p < '0' || *p > '9')
+		return false;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	return !strcmp(p, ".pth");
+}
+
+/* The last component of path is checkpoint-N (transformers'
+ * PREFIX_CHECKPOINT_DIR). */
+static bool is_trainer_name(const char *path)
+{
+	char *base = basename_dup(path);
+	bool yes = base && !strncmp(base, "checkpoint-", 11) && base[11];
+
+	for (const char *p = yes ? base + 11 : ""; yes && *p; p++)
+		yes = *p >= '0' && *p <= '9';
+	free(base);
+	return yes;
+}
+
+/*
+ * No `latest` in save folder dir: the folder a resume would load, by the
+ * rules of runfolder.h, into *tag; *pick and *n say how and among how
+ * many.
+ */
+static int choose_tag(const char *dir, char **tag, enum zf_pick *pick,
+		      size_t *n, struct zf_error *err)
+{
+	struct zf_runfolder *run = NULL;
+	size_t i;
+	int rc = zf_runfolder_scan(dir, &run, err);
+
+	if (!rc)
+		rc = zf_runfolder_pick(run, &i, pick, err);
+	if (!rc) {
+		*n = zf_runfolder_count(run);
+		*tag = strdup(zf_runfolder_entry(run, i)->name);
+		if (!*tag)
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+	}
+	zf_runfolder_free(run);
+	return rc;
 }
 
 /* "the tag folder `latest_path` names does not exist", showing the name
@@ -460,7 +378,7 @@ static void no_tag_folder(const char *tag, const char *latest_path,
 
 	if (!latest_path) {
 		zf_fail(err, ZF_ENOTFOUND, "no tag folder '%s'",
-			excerpt(tag, shown, sizeof(shown)));
+			zf_ckpt_excerpt(tag, shown, sizeof(shown)));
 		zf_error_where(err, dir);
 	} else if (lstat(latest_path, &st) == 0 && S_ISLNK(st.st_mode)) {
 		zf_fail(err, ZF_ENOTFOUND,
@@ -469,7 +387,7 @@ static void no_tag_folder(const char *tag, const char *latest_path,
 	} else {
 		zf_fail(err, ZF_ENOTFOUND,
 			"names tag '%s', but there is no such folder beside it",
-			excerpt(tag, shown, sizeof(shown)));
+			zf_ckpt_excerpt(tag, shown, sizeof(shown)));
 		zf_error_where(err, latest_path);
 	}
 }
@@ -499,6 +417,7 @@ int zf_ckpt_locate(const char *path, const char *tag,
 		char *parent = dirname_dup(path);
 
 		out->layout = ZF_LAYOUT_TAGDIR;
+		out->pick = ZF_PICK_GIVEN;
 		out->tag = basename_dup(path);
 		out->tag_dir = strdup(path);
 		if (parent && exists(parent, "config.json"))
@@ -508,6 +427,8 @@ int zf_ckpt_locate(const char *path, const char *tag,
 			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 			goto out;
 		}
+		if (out->tag && is_xtuner_tag(out->tag))
+			out->layout = ZF_LAYOUT_XTUNER;
 		rc = zf_ckpt_scan_tag_dir(out->tag_dir, out, err);
 		goto out;
 	}
@@ -522,7 +443,7 @@ int zf_ckpt_locate(const char *path, const char *tag,
 
 		if (!tag_is_safe(tag)) {
 			rc = zf_fail(err, ZF_EUSAGE, "tag '%s' is not a folder name",
-				     excerpt(tag, shown, sizeof(shown)));
+				     zf_ckpt_excerpt(tag, shown, sizeof(shown)));
 			goto out;
 		}
 		name = strdup(tag);
@@ -530,12 +451,14 @@ int zf_ckpt_locate(const char *path, const char *tag,
 			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 			goto out;
 		}
+		out->pick = ZF_PICK_GIVEN;
 	} else {
-		rc = read_latest(save, &name, &latest_path, err);
+		out->pick = ZF_PICK_LATEST;
+		rc = zf_ckpt_read_latest(save, &name, &latest_path, err);
 		if (rc == ZF_ENOTFOUND) {
 			free(latest_path);
 			latest_path = NULL;
-			rc = choose_tag(save, &name, err);
+			rc = choose_tag(save, &name, &out->pick, &out->n_choices, err);
 		}
 		if (rc)
 			goto out;
@@ -563,7 +486,7 @@ int zf_ckpt_locate(const char *path, const char *tag,
 		tag_dir = NULL;
 		outer = name;
 		free(latest_path);
-		rc = read_latest(save, &name, &latest_path, err);
+		rc = zf_ckpt_read_latest(save, &name, &latest_path, err);
 		if (rc == ZF_ENOTFOUND) { /* removed since is_file() */
 			rc = zf_fail(err, ZF_ECHANGED, "disappeared while being read");
 			zf_error_where(err, latest_path);
@@ -582,14 +505,27 @@ int zf_ckpt_locate(const char *path, const char *tag,
 		free(name);
 		name = both;
 	}
+	out->layout = ZF_LAYOUT_DEEPSPEED;
+	{
+		/* XTuner's names: an iter_N.pth/ given, chosen or followed, or a
+		 * work_dir with mmengine's last_checkpoint. */
+		char *base = basename_dup(path);
+
+		if ((base && is_xtuner_tag(base)) || is_xtuner_tag(name) ||
+		    (outer && is_xtuner_tag(outer)) || is_file(path, "last_checkpoint"))
+			out->layout = ZF_LAYOUT_XTUNER;
+		free(base);
+	}
+	/* The Trainer's: files it writes beside `latest`, or its names (a
+	 * checkpoint-N/ given, or chosen in a run folder). */
+	if (out->layout == ZF_LAYOUT_DEEPSPEED &&
+	    (exists(save, "config.json") || exists(save, "trainer_state.json") ||
+	     is_trainer_name(path) || (outer && is_trainer_name(outer))))
+		out->layout = ZF_LAYOUT_TRAINER;
 	out->tag = name;
 	out->tag_dir = tag_dir;
 	out->hf_dir = save;
 	name = tag_dir = save = NULL;
-	out->layout = (exists(out->hf_dir, "config.json") ||
-		       exists(out->hf_dir, "trainer_state.json"))
-			      ? ZF_LAYOUT_TRAINER
-			      : ZF_LAYOUT_DEEPSPEED;
 	rc = zf_ckpt_scan_tag_dir(out->tag_dir, out, err);
 out:
 	free(save);

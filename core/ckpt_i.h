@@ -40,6 +40,8 @@ struct zf_ckpt_files {
 	char *tag_dir;
 	char *hf_dir;		/* may be NULL */
 	enum zf_layout layout;
+	enum zf_pick pick;	/* how tag was chosen (zf_ckpt_info) */
+	size_t n_choices;
 	uint32_t world_size;	/* number of optimizer files */
 	char **optim;		/* world_size paths, rank order */
 	char **model;		/* n_model paths: 1 (stage 1/2) or world_size */

@@ -26,4 +26,28 @@ bool zf_ckpt_has_rank_files(const char *dir);
 int zf_ckpt_scan_tag_dir(const char *dir, struct zf_ckpt_files *out,
 			 struct zf_error *err);
 
+/* What ckpt_find.c shares with runfolder.c. */
+
+/* True when folder dir holds a checkpoint one level down: rank files, or
+ * a `latest` file (a save folder of its own). */
+bool zf_ckpt_holds(const char *dir);
+
+/*
+ * The tag the `latest` file of save folder dir holds, stripped as
+ * DeepSpeed strips it, into *tag (owned); *latest_path (owned) is the
+ * file. ZF_ENOTFOUND without a message when there is no `latest`;
+ * ZF_EFORMAT naming the file when its text is no folder name here (never
+ * showing the text).
+ */
+int zf_ckpt_read_latest(const char *dir, char **tag, char **latest_path,
+			struct zf_error *err);
+
+/* The name of the folder in dir that mmengine's `last_checkpoint` names
+ * (owned), when it holds a checkpoint; NULL otherwise. */
+char *zf_ckpt_last_checkpoint(const char *dir);
+
+/* s for a message: printable ASCII kept, anything else by its code
+ * (\u{feff}, \x1b), cut with "..." to fit buf. Returns buf. */
+const char *zf_ckpt_excerpt(const char *s, char *buf, size_t size);
+
 #endif /* ZEROFS_CKPT_SCAN_I_H */

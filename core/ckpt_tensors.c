@@ -48,16 +48,28 @@ static int read_shape(const struct zf_pv *v, const char *name, const char *path,
 	return ZF_OK;
 }
 
-/* Adds a tensor named name (borrowed from a pickle: copied) and returns
- * its index, or the index it already has. */
-static int add_tensor(struct zf_loader *L, const char *name, size_t *idx,
+/* Adds a tensor named by the pickle string key (borrowed: copied) and
+ * returns its index, or the index it already has. */
+static int add_tensor(struct zf_loader *L, const struct zf_pv *key, size_t *idx,
 		      bool *is_new, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
-	size_t i = zf_strmap_get(&L->names, name);
+	const char *name = key->u.str.s;
+	size_t i;
 	struct zf_tensor *t;
 	char *copy;
 
+	/* Pickle strings carry a length; C strings end at the first NUL.
+	 * A name cut there could collide with another tensor's, or be
+	 * served under a name the checkpoint does not hold. */
+	if (memchr(name, '\0', key->u.str.len)) {
+		char shown[256];
+
+		return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, 0),
+				  "tensor name '%s' contains a NUL byte: it cannot be served under a Hugging Face name",
+				  zf_printable_n(name, key->u.str.len, shown, sizeof(shown)));
+	}
+	i = zf_strmap_get(&L->names, name);
 	if (!zf_utf8_valid(name, strlen(name))) {
 		char shown[256];
 
@@ -251,7 +263,8 @@ static bool in_list(const struct zf_pv *list, const char *name)
 	for (size_t i = 0; i < list->u.seq.n; i++) {
 		const struct zf_pv *s = list->u.seq.items[i];
 
-		if (zf_pv_is(s, ZF_PV_STR) && !strcmp(s->u.str.s, name))
+		if (zf_pv_is(s, ZF_PV_STR) && s->u.str.len == strlen(name) &&
+		    !strcmp(s->u.str.s, name))
 			return true;
 	}
 	return false;
@@ -296,7 +309,7 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 			if (!zf_pv_is(k, ZF_PV_STR))
 				return zf_fail_at(err, ZF_EFORMAT, path,
 						  "param_shapes has a non-string name");
-			rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
+			rc = add_tensor(L, k, &idx, &is_new, err);
 			if (rc)
 				return rc;
 			if (!is_new)
@@ -402,7 +415,7 @@ int zf_collect_frozen(struct zf_loader *L, struct zf_error *err)
 		if (!zf_pv_is(k, ZF_PV_STR))
 			return zf_fail_at(err, ZF_EFORMAT, path,
 					  "frozen_param_shapes has a non-string name");
-		rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
+		rc = add_tensor(L, k, &idx, &is_new, err);
 		if (rc)
 			return rc;
 		if (!is_new)
@@ -504,7 +517,7 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 		if (!zf_pv_is(k, ZF_PV_STR))
 			return zf_fail_at(err, ZF_EFORMAT, path, "'module' has a non-string key");
 		alias_src = zf_pv_get(L->shared, k->u.str.s);
-		rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
+		rc = add_tensor(L, k, &idx, &is_new, err);
 		if (rc)
 			return rc;
 		t = &ck->tensors[idx];
@@ -555,7 +568,7 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 
 			if (!zf_pv_is(k, ZF_PV_STR) || !zf_pv_is(L->shared->u.dict.vals[i], ZF_PV_STR))
 				return zf_fail_at(err, ZF_EFORMAT, path, "shared_params holds a non-string");
-			rc = add_tensor(L, k->u.str.s, &idx, &is_new, err);
+			rc = add_tensor(L, k, &idx, &is_new, err);
 			if (rc)
 				return rc;
 			if (is_new)
@@ -574,6 +587,11 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 		while (j != ZF_STRMAP_NONE && ck->tensors[j].kind == ZF_KIND_ALIAS && hops++ < 64) {
 			const struct zf_pv *s = zf_pv_get(L->shared, src);
 
+			/* A NUL would cut the name into another tensor's. */
+			if (memchr(s->u.str.s, '\0', s->u.str.len))
+				return zf_fail_at(err, ZF_EFORMAT, path,
+						  "tied parameter '%s' points at a name with a NUL byte",
+						  t->name);
 			src = s->u.str.s;
 			j = zf_strmap_get(&L->names, src);
 		}

@@ -31,14 +31,17 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "export_i.h"
 #include "workers.h"
 
 /* Work unit and per-thread buffer: large enough that syscalls cost
@@ -48,16 +51,26 @@
 
 #define PROGRESS_NS 100000000L /* 0.1 s between progress calls */
 
-#define TMP_TAG ".zerofs-tmp-"
+#define TMP_TAG ZF_EXPORT_TMP_TAG
+
+enum of_state {
+	OF_WRITE,   /* to be written */
+	OF_KEPT,    /* complete under its real name already */
+	OF_ADOPTED, /* complete under a temporary name an earlier export left */
+};
 
 struct out_file {
 	const struct zf_vfile *f;
+	enum of_state state;
+	unsigned char digest[16]; /* zf_vfile_digest(): what its bytes are */
+	mode_t mode;		  /* its final permission bits */
 	char *final;		  /* out_dir/name, for messages */
 	char *tmp;		  /* temporary name inside out_dir, NULL if none */
 	int fd;			  /* open for writing, -1 when closed */
 	uint64_t first_chunk;	  /* global index of this file's first chunk */
 	uint64_t n_chunks;
 	_Atomic uint64_t left;	  /* chunks not yet written */
+	_Atomic bool sealed;	  /* written, flushed and proven complete */
 };
 
 struct job {
@@ -71,6 +84,7 @@ struct job {
 	_Atomic uint64_t done_bytes; /* written so far */
 	_Atomic int failed;
 	_Atomic bool no_copy_range; /* copy_file_range() failed as unsupported */
+	_Atomic bool no_proof;	    /* the folder keeps no extended attributes */
 	int status;	      /* the first failure's, under lock */
 
 	pthread_mutex_t lock; /* guards err, opening files */
@@ -156,11 +170,45 @@ static int file_fd(struct job *j, struct out_file *of, int *fd,
 	return rc;
 }
 
+/*
+ * A written file made final: flushed, given its mode, then proven
+ * complete (export.h, Resume). The proof comes last, after the flush, so
+ * a file that carries one holds all its bytes even after a power cut;
+ * without fsync there is no such order, so no proof either.
+ */
+static int seal(struct job *j, struct out_file *of, int fd, struct zf_error *err)
+{
+	if (!j->o->no_fsync && fsync(fd) < 0) {
+		zf_fail(err, ZF_EIO, "cannot write (fsync): %s", strerror(errno));
+		zf_error_where(err, of->final);
+		return ZF_EIO;
+	}
+	if (fchmod(fd, of->mode) < 0) {
+		zf_fail(err, ZF_EIO, "cannot set the mode: %s", strerror(errno));
+		zf_error_where(err, of->final);
+		return ZF_EIO;
+	}
+	if (!j->o->no_fsync && !atomic_load(&j->no_proof)) {
+		int e = zf_export_seal(fd, of->digest);
+
+		if (e == ENOTSUP || e == EOPNOTSUPP)
+			atomic_store(&j->no_proof, true);
+		else if (e) {
+			zf_fail(err, ZF_EIO, "cannot record that it is complete (%s): %s",
+				ZF_EXPORT_XATTR, strerror(e));
+			zf_error_where(err, of->final);
+			return ZF_EIO;
+		}
+		if (!e)
+			atomic_store(&of->sealed, true);
+	}
+	return ZF_OK;
+}
+
 /* Called by the worker that wrote of's last chunk. */
 static int finish_file(struct job *j, struct out_file *of, struct zf_error *err)
 {
-	int rc = ZF_OK;
-
+	int rc;
 	int fd;
 
 	/* Take the descriptor under the lock, flush it outside: an fsync
@@ -169,11 +217,7 @@ static int finish_file(struct job *j, struct out_file *of, struct zf_error *err)
 	fd = of->fd;
 	of->fd = -1;
 	pthread_mutex_unlock(&j->lock);
-	if (!j->o->no_fsync && fsync(fd) < 0) {
-		zf_fail(err, ZF_EIO, "cannot write (fsync): %s", strerror(errno));
-		zf_error_where(err, of->final);
-		rc = ZF_EIO;
-	}
+	rc = seal(j, of, fd, err);
 	if (close(fd) < 0 && !rc) {
 		zf_fail(err, ZF_EIO, "cannot write (close): %s", strerror(errno));
 		zf_error_where(err, of->final);
@@ -312,139 +356,6 @@ static void *worker(void *arg)
 
 /* --- the output folder ----------------------------------------------- */
 
-static bool is_inside(const char *path, const char *dir)
-{
-	size_t n = strlen(dir);
-
-	if (n == 1 && dir[0] == '/')
-		return true;
-	return !strncmp(path, dir, n) && (path[n] == '/' || path[n] == '\0');
-}
-
-/*
- * The absolute, symlink-free form of path even when its tail does not
- * exist yet: realpath() of the deepest existing ancestor, then the rest
- * of the components applied as mkdir -p will (they cannot be symlinks,
- * they do not exist). Returns a malloc'd string or NULL with err set.
- */
-static char *canonical_out(const char *path, struct zf_error *err)
-{
-	char *head = strdup(path), *res = NULL, *out = NULL;
-	const char *rest;
-	size_t cut = strlen(path), cap;
-
-	if (!head) {
-		zf_fail(err, ZF_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (;;) {
-		head[cut] = '\0';
-		res = realpath(cut ? head : ".", NULL);
-		if (res)
-			break;
-		if (errno != ENOENT || !cut) {
-			zf_fail(err, errno == ENOTDIR ? ZF_EUSAGE : ZF_EIO,
-				"cannot use as a folder: %s", strerror(errno));
-			zf_error_where(err, path);
-			goto out;
-		}
-		/* Drop the last component (an absolute path stops at "/"). */
-		while (cut && head[cut - 1] == '/')
-			cut--;
-		while (cut && head[cut - 1] != '/')
-			cut--;
-	}
-	rest = path + cut;
-	cap = strlen(res) + strlen(rest) + 2;
-	out = malloc(cap);
-	if (!out) {
-		zf_fail(err, ZF_ENOMEM, "out of memory");
-		goto out;
-	}
-	snprintf(out, cap, "%s", res);
-	while (*rest) {
-		size_t n = strcspn(rest, "/");
-
-		if (n == 2 && !strncmp(rest, "..", 2)) {
-			char *slash = strrchr(out, '/');
-
-			if (slash && slash != out)
-				*slash = '\0';
-			else
-				snprintf(out, cap, "/");
-		} else if (n && !(n == 1 && rest[0] == '.')) {
-			size_t used = strlen(out);
-
-			snprintf(out + used, cap - used, "%s%.*s",
-				 used > 1 ? "/" : "", (int)n, rest);
-		}
-		rest += n;
-		rest += strspn(rest, "/");
-	}
-out:
-	free(head);
-	free(res);
-	return out;
-}
-
-/* Refuses an out_dir that would put files into the checkpoint. */
-static int check_not_in_ckpt(const struct zf_hfdir *d, const char *out_dir,
-			     struct zf_error *err)
-{
-	const struct zf_hfdir_info *di = zf_hfdir_info(d);
-	const struct zf_ckpt_info *ck = zf_ckpt_info(di->ck);
-	char *out = canonical_out(out_dir, err), *real = NULL;
-	int rc = ZF_OK;
-
-	if (!out)
-		return err ? err->status : ZF_ENOMEM;
-	real = realpath(ck->tag_dir, NULL);
-	if (real && is_inside(out, real)) {
-		rc = zf_fail(err, ZF_EUSAGE,
-			     "is inside the checkpoint's tag folder '%s'; export never writes into a checkpoint",
-			     ck->tag_dir);
-		goto out;
-	}
-	free(real);
-	real = realpath(ck->path, NULL);
-	if (real && !strcmp(out, real)) {
-		rc = zf_fail(err, ZF_EUSAGE,
-			     "is the checkpoint folder; export never writes into a checkpoint");
-		goto out;
-	}
-	free(real);
-	real = di->config_source ? realpath(di->config_source, NULL) : NULL;
-	if (real && !strcmp(out, real)) {
-		rc = zf_fail(err, ZF_EUSAGE,
-			     "is the folder config.json is read from; export never writes over its sources");
-		goto out;
-	}
-	for (size_t i = 0; i < di->n_files; i++) {
-		const struct zf_vfile *f = zf_hfdir_file(d, i);
-		char *slash;
-
-		if (f->kind != ZF_VF_PASSTHROUGH || !f->src)
-			continue;
-		free(real);
-		real = realpath(zf_source_path(f->src), NULL);
-		if (!real || !(slash = strrchr(real, '/')))
-			continue;
-		*slash = '\0';
-		if (!strcmp(out, real[0] ? real : "/")) {
-			rc = zf_fail(err, ZF_EUSAGE,
-				     "is the folder '%s' is copied from; export never writes over its sources",
-				     f->name);
-			goto out;
-		}
-	}
-out:
-	if (rc)
-		zf_error_where(err, out_dir);
-	free(out);
-	free(real);
-	return rc;
-}
-
 /* mkdir -p out_dir, then opens it. */
 static int open_out_dir(const char *out_dir, int *dirfd, struct zf_error *err)
 {
@@ -564,6 +475,8 @@ static int find_stale(const struct zf_hfdir *d, int dirfd, char ***stale,
 			close(fd);
 		return zf_fail(err, ZF_EIO, "cannot list the folder: %s", strerror(errno));
 	}
+	/* A dup shares the folder's read position with dirfd: start over. */
+	rewinddir(dir);
 	while ((de = readdir(dir))) {
 		char **grown;
 
@@ -583,11 +496,15 @@ static int find_stale(const struct zf_hfdir *d, int dirfd, char ***stale,
 	return rc;
 }
 
-/* Creates and preallocates of's temporary file. */
-static int create_tmp(int dirfd, struct out_file *of, struct zf_error *err)
+/* Creates and preallocates of's temporary file, private (0600) until it
+ * is complete, and decides its final mode from its owner and group. */
+static int create_tmp(struct job *j, struct out_file *of, mode_t umask_bits,
+		      struct zf_error *err)
 {
 	const char *name = of->f->name;
 	size_t n = strlen(name) + sizeof(TMP_TAG) + 32;
+	struct stat st;
+	mode_t r;
 	int fd = -1, rc = ZF_OK;
 
 	of->tmp = malloc(n);
@@ -600,7 +517,7 @@ static int create_tmp(int dirfd, struct out_file *of, struct zf_error *err)
 			snprintf(of->tmp, n, ".%s" TMP_TAG "%ld-%u", name, (long)getpid(), k);
 		else
 			snprintf(of->tmp, n, ".%s" TMP_TAG "%ld", name, (long)getpid());
-		fd = openat(dirfd, of->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		fd = openat(j->dirfd, of->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 	}
@@ -611,11 +528,14 @@ static int create_tmp(int dirfd, struct out_file *of, struct zf_error *err)
 		zf_error_where(err, of->final);
 		return ZF_EIO;
 	}
-	/* 0644 whatever the umask: a model folder is meant to be read. */
-	if (fchmod(fd, 0644) < 0) {
-		rc = zf_fail(err, ZF_EIO, "cannot chmod the temporary file: %s", strerror(errno));
+	/* What a mount would show this owner and group (never more than the
+	 * sources allow), plus write for the owner, less the umask. */
+	if (fstat(fd, &st) < 0) {
+		rc = zf_fail(err, ZF_EIO, "cannot stat the temporary file: %s", strerror(errno));
 		goto out;
 	}
+	r = zf_access_mode(of->f->access, of->f->n_access, st.st_uid, st.st_gid, geteuid());
+	of->mode = (r | 0200) & ~umask_bits;
 	/* Reserve the space now, so a full disk fails the export before any
 	 * data is read; where the file system cannot, just set the size. */
 	if (of->f->size && fallocate(fd, 0, 0, (off_t)of->f->size) < 0) {
@@ -630,6 +550,9 @@ static int create_tmp(int dirfd, struct out_file *of, struct zf_error *err)
 			goto out;
 		}
 	}
+	/* An empty file has no chunk for a worker to finish it. */
+	if (!of->f->size)
+		rc = seal(j, of, fd, err);
 out:
 	if (close(fd) < 0 && !rc)
 		rc = zf_fail(err, ZF_EIO, "cannot write (close): %s", strerror(errno));
@@ -653,7 +576,8 @@ static int rename_in(int dirfd, struct out_file *of, struct zf_error *err)
 /*
  * Renames every file into place: shards first, then (with force) the
  * stale weight files are removed, then the index and the rest, so the
- * index never names a shard that is not there yet.
+ * index never names a shard that is not there yet. Files kept from an
+ * earlier export are in place already.
  */
 static int publish(struct job *j, char **stale, size_t n_stale,
 		   struct zf_error *err)
@@ -661,7 +585,7 @@ static int publish(struct job *j, char **stale, size_t n_stale,
 	int rc;
 
 	for (size_t i = 0; i < j->n_files; i++)
-		if (j->files[i].f->kind == ZF_VF_SAFETENSORS &&
+		if (j->files[i].f->kind == ZF_VF_SAFETENSORS && j->files[i].tmp &&
 		    (rc = rename_in(j->dirfd, &j->files[i], err)))
 			return rc;
 	for (size_t i = 0; i < n_stale; i++)
@@ -697,38 +621,129 @@ static int run_workers(struct job *j, unsigned threads, struct zf_error *err)
 	return ZF_OK;
 }
 
+/*
+ * One export at a time per folder: an exclusive lock on the folder for
+ * the export's life, so that every temporary file found is of an export
+ * that is gone. Where the file system has no such locks, a temporary
+ * file whose writer process still runs is left alone instead.
+ */
+static int lock_out_dir(int dirfd, const char *out_dir, bool *locked,
+			struct zf_error *err)
+{
+	*locked = false;
+	if (flock(dirfd, LOCK_EX | LOCK_NB) == 0) {
+		*locked = true;
+		return ZF_OK;
+	}
+	if (errno == EWOULDBLOCK)
+		return zf_fail_at(err, ZF_EEXIST, out_dir,
+				  "another zerofs export is writing into this folder");
+	return ZF_OK;
+}
+
+/* Whether process pid may still be writing (without the folder lock). */
+static bool writer_alive(long pid)
+{
+	return pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+/*
+ * Settles what is already in the folder. A file under its real name that
+ * is complete and matching is kept; another is in the way (EEXIST unless
+ * force). A temporary file of a dead export is adopted when it is a
+ * complete copy of a file still to be written, removed otherwise; one that
+ * is not ours (another user's, a live writer's) is left alone.
+ */
+static int settle(struct job *j, bool locked, struct zf_export_stats *st,
+		  struct zf_error *err)
+{
+	int fd = dup(j->dirfd);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	int rc = ZF_OK;
+
+	for (size_t i = 0; i < j->n_files; i++) {
+		struct out_file *of = &j->files[i];
+
+		if (zf_export_is_complete(j->dirfd, of->f->name, of->digest, of->f->size))
+			of->state = OF_KEPT;
+	}
+	if (!dir) {
+		if (fd >= 0)
+			close(fd);
+		return zf_fail(err, ZF_EIO, "cannot list the folder: %s", strerror(errno));
+	}
+	rewinddir(dir); /* the read position is shared with dirfd */
+	while (!rc && (de = readdir(dir))) {
+		struct out_file *of = NULL;
+		struct stat sb;
+		char *name;
+		long pid;
+
+		if (!zf_export_tmp_parse(de->d_name, &name, &pid))
+			continue;
+		for (size_t i = 0; i < j->n_files; i++)
+			if (!strcmp(j->files[i].f->name, name))
+				of = &j->files[i];
+		free(name);
+		if (fstatat(j->dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid() ||
+		    (!locked && writer_alive(pid))) {
+			st->leftovers_foreign++;
+			continue;
+		}
+		if (of && of->state == OF_WRITE &&
+		    zf_export_is_complete(j->dirfd, de->d_name, of->digest, of->f->size)) {
+			of->tmp = strdup(de->d_name);
+			if (!of->tmp)
+				rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+			of->state = OF_ADOPTED;
+			atomic_store(&of->sealed, true);
+			continue;
+		}
+		if (unlinkat(j->dirfd, de->d_name, 0) < 0)
+			rc = zf_fail(err, ZF_EIO, "cannot remove the leftover temporary file '%s': %s",
+				     de->d_name, strerror(errno));
+		else
+			st->leftovers_removed++;
+	}
+	closedir(dir);
+	return rc;
+}
+
 int zf_export(const struct zf_hfdir *d, const char *out_dir,
 	      const struct zf_export_options *o, struct zf_error *err)
 {
 	struct zf_export_options opts = o ? *o : (struct zf_export_options){ 0 };
 	const struct zf_hfdir_info *di = zf_hfdir_info(d);
 	struct job j = { .d = d, .o = &opts, .dirfd = -1, .err = err };
+	struct zf_export_stats stats_local, *st = opts.stats ? opts.stats : &stats_local;
 	char **stale = NULL;
 	size_t n_stale = 0;
 	unsigned threads = opts.threads ? opts.threads : ZF_EXPORT_THREADS;
+	bool locked = false, published = false;
+	mode_t umask_bits;
 	int rc;
 
+	memset(st, 0, sizeof(*st));
 	pthread_mutex_init(&j.lock, NULL);
+	/* Read once, before any thread exists: umask() sets it too. */
+	umask_bits = umask(022);
+	umask(umask_bits);
 	if (threads > ZF_EXPORT_MAX_THREADS) {
 		rc = zf_fail(err, ZF_EUSAGE, "%u threads asked for, at most %u",
 			     threads, ZF_EXPORT_MAX_THREADS);
 		goto out;
 	}
-	rc = check_not_in_ckpt(d, out_dir, err);
+	/* Before anything is created, and again on what was opened. */
+	rc = zf_export_check_out(d, out_dir, -1, err);
 	if (!rc)
 		rc = open_out_dir(out_dir, &j.dirfd, err);
-	if (rc)
-		goto out;
-
-	for (size_t i = 0; i < di->n_files; i++) {
-		rc = check_target(j.dirfd, out_dir, zf_hfdir_file(d, i)->name, opts.force, "", err);
-		if (rc)
-			goto out;
-	}
-	rc = find_stale(d, j.dirfd, &stale, &n_stale, err);
-	for (size_t i = 0; !rc && i < n_stale; i++)
-		rc = check_target(j.dirfd, out_dir, stale[i], opts.force,
-				  " and would be loaded with or instead of the exported weights", err);
+	if (!rc)
+		rc = zf_export_check_out(d, out_dir, j.dirfd, err);
+	if (!rc)
+		rc = lock_out_dir(j.dirfd, out_dir, &locked, err);
 	if (rc)
 		goto out;
 
@@ -743,18 +758,52 @@ int zf_export(const struct zf_hfdir *d, const char *out_dir,
 
 		of->f = zf_hfdir_file(d, i);
 		of->fd = -1;
-		of->first_chunk = j.n_chunks;
-		of->n_chunks = (of->f->size + CHUNK_BYTES - 1) / CHUNK_BYTES;
-		atomic_init(&of->left, of->n_chunks);
-		j.n_chunks += of->n_chunks;
 		of->final = join(out_dir, of->f->name);
 		if (!of->final) {
 			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 			goto out;
 		}
+		rc = zf_vfile_digest(d, of->f, of->digest, err);
+		if (rc)
+			goto out;
+	}
+	rc = settle(&j, locked, st, err);
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < j.n_files; i++) {
+		if (j.files[i].state == OF_KEPT)
+			continue;
+		rc = check_target(j.dirfd, out_dir, j.files[i].f->name, opts.force, "", err);
+		if (rc)
+			goto out;
+	}
+	rc = find_stale(d, j.dirfd, &stale, &n_stale, err);
+	for (size_t i = 0; !rc && i < n_stale; i++)
+		rc = check_target(j.dirfd, out_dir, stale[i], opts.force,
+				  " and would be loaded with or instead of the exported weights", err);
+	if (rc)
+		goto out;
+
+	for (size_t i = 0; i < j.n_files; i++) {
+		struct out_file *of = &j.files[i];
+
+		of->first_chunk = j.n_chunks;
+		if (of->state != OF_WRITE) {
+			st->kept_files++;
+			st->kept_bytes += of->f->size;
+			atomic_fetch_add(&j.done_bytes, of->f->size);
+			continue;
+		}
+		of->n_chunks = (of->f->size + CHUNK_BYTES - 1) / CHUNK_BYTES;
+		atomic_init(&of->left, of->n_chunks);
+		j.n_chunks += of->n_chunks;
+		st->written_files++;
+		st->written_bytes += of->f->size;
 	}
 	for (size_t i = 0; i < j.n_files; i++) {
-		rc = create_tmp(j.dirfd, &j.files[i], err);
+		if (j.files[i].state != OF_WRITE)
+			continue;
+		rc = create_tmp(&j, &j.files[i], umask_bits, err);
 		if (rc)
 			goto out;
 		if (stopped(&j))
@@ -770,11 +819,12 @@ int zf_export(const struct zf_hfdir *d, const char *out_dir,
 			goto out;
 	}
 	if (stopped(&j)) {
-		rc = zf_fail(err, ZF_EIO, "interrupted; nothing was written");
+		rc = zf_fail(err, ZF_EIO, "interrupted; nothing was written under a real name");
 		zf_error_where(err, out_dir);
 		goto out;
 	}
 	rc = publish(&j, stale, n_stale, err);
+	published = !rc;
 	if (rc) {
 		zf_error_where(err, out_dir);
 		goto out;
@@ -786,11 +836,16 @@ out:
 
 		if (of->fd >= 0)
 			close(of->fd);
-		if (of->tmp)
+		/* A complete file stays (hidden) for a later export to keep;
+		 * a partial one goes. */
+		if (of->tmp && atomic_load(&of->sealed) && !published)
+			st->complete_left++;
+		else if (of->tmp)
 			unlinkat(j.dirfd, of->tmp, 0);
 		free(of->tmp);
 		free(of->final);
 	}
+	st->no_proof = atomic_load(&j.no_proof) || opts.no_fsync;
 	free(j.files);
 	for (size_t i = 0; i < n_stale; i++)
 		free(stale[i]);

@@ -9,16 +9,24 @@
  * An allowlist, not a denylist: a Trainer folder also holds optimizer,
  * scheduler, rng and trainer state, and a base model folder holds its own
  * weights; none of that may appear in the served model.
+ *
+ * The folder is untrusted (a mount may be shared with every user of the
+ * machine): files are opened through confine.h, so a link out of the
+ * folder, a FIFO, a folder or a broken link under an allowlisted name is
+ * left out and reported (struct zf_left_out), never followed or dropped
+ * without a word.
  */
 #include "hfdir_i.h"
 
-#include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fnmatch.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "config_dtype.h"
+#include "confine.h"
 #include "io.h"
 
 static const char *const wanted[] = {
@@ -59,6 +67,18 @@ struct zf_vfile_entry *zf_vfiles_add(struct zf_vfiles *l, const char *name)
 	return e;
 }
 
+static bool grow_left_outs(struct zf_left_outs *lo)
+{
+	size_t cap = lo->cap ? 2 * lo->cap : 8;
+	struct zf_left_out *v = realloc(lo->v, cap * sizeof(*v));
+
+	if (!v)
+		return false;
+	lo->v = v;
+	lo->cap = cap;
+	return true;
+}
+
 static bool is_wanted(const char *name)
 {
 	for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++)
@@ -67,34 +87,51 @@ static bool is_wanted(const char *name)
 	return false;
 }
 
-/* Reads the whole of a small file (at most max bytes) through a source,
- * NUL-terminated. */
-static int read_whole(const char *path, size_t max, char **out, size_t *len,
-		      struct timespec *mtime, struct zf_error *err)
+int zf_left_outs_add(struct zf_left_outs *lo, const char *path, char *why)
 {
-	struct zf_source *src;
-	uint64_t size;
+	char *p = strdup(path);
+
+	if (!p || (lo->n == lo->cap && !grow_left_outs(lo))) {
+		free(p);
+		free(why);
+		return -1;
+	}
+	lo->v[lo->n++] = (struct zf_left_out){ p, why };
+	return 0;
+}
+
+/* Records path/name as left out (why is taken). */
+static int note(struct zf_left_outs *lo, const char *dir, const char *name,
+		char *why, struct zf_error *err)
+{
+	char *path = zf_absolute_path(dir, name);
+	int rc = 0;
+
+	if (!path) {
+		free(why);
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	}
+	rc = zf_left_outs_add(lo, path, why);
+	free(path);
+	return rc ? zf_fail(err, ZF_ENOMEM, "out of memory") : ZF_OK;
+}
+
+/* Reads the whole of a small source (at most max bytes), NUL-terminated. */
+static int read_whole(struct zf_source *src, size_t max, char **out, size_t *len,
+		      struct zf_error *err)
+{
+	uint64_t size = zf_source_size(src);
 	char *buf;
 	int rc;
 
-	rc = zf_source_open(path, &src, err);
-	if (rc)
-		return rc;
-	size = zf_source_size(src);
-	*mtime = zf_source_id(src)->mtime;
-	if (size > max) {
-		zf_source_close(src);
-		return zf_fail_at(err, ZF_EFORMAT, path,
+	if (size > max)
+		return zf_fail_at(err, ZF_EFORMAT, zf_source_path(src),
 				  "file is %llu bytes, at most %zu expected",
 				  (unsigned long long)size, max);
-	}
 	buf = malloc((size_t)size + 1);
-	if (!buf) {
-		zf_source_close(src);
+	if (!buf)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	}
 	rc = zf_source_pread(src, buf, (size_t)size, 0, err);
-	zf_source_close(src);
 	if (rc) {
 		free(buf);
 		return rc;
@@ -105,35 +142,33 @@ static int read_whole(const char *path, size_t max, char **out, size_t *len,
 	return ZF_OK;
 }
 
-/* config.json with torch_dtype (and dtype, when present) set to dtype. */
-static int add_config(struct zf_vfiles *l, const char *path,
+/*
+ * config.json: the source's bytes with the dtype value set (config_dtype.h).
+ * The file keeps its source: every read of the served copy checks that
+ * the source is unchanged, as a passthrough file's reads do, and its
+ * owner and mode decide who may read it.
+ */
+static int add_config(struct zf_vfiles *l, struct zf_source *src,
 		      enum zf_dtype dtype, struct zf_error *err)
 {
 	char *text = NULL, *out = NULL;
-	size_t len = 0;
-	cJSON *root = NULL, *dt;
-	struct timespec mtime;
+	size_t len = 0, out_len = 0;
 	struct zf_vfile_entry *e;
 	int rc;
 
-	rc = read_whole(path, MAX_CONFIG_FILE, &text, &len, &mtime, err);
-	if (rc)
-		return rc;
-	root = cJSON_ParseWithLength(text, len);
-	if (!cJSON_IsObject(root)) {
-		rc = zf_fail_at(err, ZF_EFORMAT, path,
-				"not a JSON object; fix it or pass --config DIR");
-		goto out;
-	}
-	cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
-	cJSON_AddStringToObject(root, "torch_dtype", zf_dtype_torch_name(dtype));
-	dt = cJSON_GetObjectItemCaseSensitive(root, "dtype");
-	if (dt && cJSON_IsString(dt))
-		cJSON_ReplaceItemInObjectCaseSensitive(root, "dtype",
-						       cJSON_CreateString(zf_dtype_torch_name(dtype)));
-	out = cJSON_Print(root);
-	if (!out) {
-		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+	rc = read_whole(src, MAX_CONFIG_FILE, &text, &len, err);
+	if (!rc)
+		rc = zf_config_set_dtype(text, len, zf_dtype_torch_name(dtype), &out,
+					 &out_len, err);
+	if (rc) {
+		/* A loader would fail on it too: say where to look. */
+		if (err && err->status == ZF_EFORMAT) {
+			size_t n = strlen(err->msg);
+
+			snprintf(err->msg + n, sizeof(err->msg) - n,
+				 "; fix it or pass --config DIR");
+		}
+		zf_error_where(err, zf_source_path(src));
 		goto out;
 	}
 	e = zf_vfiles_add(l, "config.json");
@@ -141,87 +176,119 @@ static int add_config(struct zf_vfiles *l, const char *path,
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		goto out;
 	}
-	len = strlen(out);
-	out[len] = '\0';
-	/* json.dump style: a trailing newline */
-	e->data.data = realloc(out, len + 2);
-	if (!e->data.data) {
-		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-		goto out;
-	}
+	e->data.data = out;
 	out = NULL;
-	e->data.data[len] = '\n';
-	e->data.data[len + 1] = '\0';
-	e->f.size = len + 1;
+	e->f.size = out_len;
 	e->f.kind = ZF_VF_MEMORY;
-	e->f.mtime = mtime;
+	e->f.mtime = zf_source_id(src)->mtime;
+	e->f.src = src;
+	src = NULL;
 out:
+	zf_source_close(src);
 	free(out);
 	free(text);
-	cJSON_Delete(root);
 	return rc;
 }
 
-int zf_hf_add_metadata(struct zf_vfiles *l, const char *dir,
-		       enum zf_dtype dtype, bool *config_found,
-		       struct zf_error *err)
+/* A tokenizer, processor or code file, copied through as it is. */
+static int add_passthrough(struct zf_vfiles *l, const char *name,
+			   struct zf_source *src, struct zf_error *err)
 {
-	DIR *d;
+	struct zf_vfile_entry *e = zf_vfiles_add(l, name);
+
+	if (!e) {
+		zf_source_close(src);
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	}
+	e->f.kind = ZF_VF_PASSTHROUGH;
+	e->f.src = src;
+	e->f.size = zf_source_size(src);
+	e->f.mtime = zf_source_id(src)->mtime;
+	return ZF_OK;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int zf_hf_add_metadata(struct zf_vfiles *l, struct zf_left_outs *lo,
+		       const char *dir, bool chosen, enum zf_dtype dtype,
+		       bool *config_found, struct zf_error *err)
+{
+	struct zf_confine c;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
 	struct dirent *de;
-	int rc = ZF_OK;
+	DIR *d;
+	int rc;
 
 	*config_found = false;
+	rc = zf_confine_init(&c, dir, chosen ? "the --config folder" : "the checkpoint folder",
+			     err);
+	if (rc)
+		return rc;
 	d = opendir(dir);
 	if (!d) {
-		zf_fail(err, ZF_ENOTFOUND, "cannot open the config folder");
+		zf_confine_release(&c);
+		zf_fail(err, ZF_ENOTFOUND, "cannot open the config folder: %s", strerror(errno));
 		zf_error_where(err, dir);
 		return ZF_ENOTFOUND;
 	}
-	while (!rc && (de = readdir(d))) {
-		char *path;
-		struct stat st;
-
+	/* Names first, in order: what is served and what is said about the
+	 * rest does not depend on the folder's listing order. */
+	while ((de = readdir(d))) {
 		if (strcmp(de->d_name, "config.json") && !is_wanted(de->d_name))
 			continue;
-		path = zf_absolute_path(dir, de->d_name);
-		if (!path) {
-			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-			break;
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 16;
+			char **v = realloc(names, nc * sizeof(*v));
+
+			if (!v)
+				break;
+			names = v;
+			cap = nc;
 		}
-		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
-			free(path);
+		if (!(names[n] = strdup(de->d_name)))
+			break;
+		n++;
+	}
+	if (de)
+		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+	closedir(d);
+	if (names)
+		qsort(names, n, sizeof(*names), cmp_name);
+
+	for (size_t i = 0; !rc && i < n; i++) {
+		struct zf_source *src;
+		char *why;
+
+		rc = zf_confine_open(&c, names[i], &src, &why, err);
+		if (rc)
+			break;
+		if (!src) {
+			rc = note(lo, dir, names[i], why, err);
 			continue;
 		}
-		if (!strcmp(de->d_name, "config.json")) {
-			rc = add_config(l, path, dtype, err);
+		if (!strcmp(names[i], "config.json")) {
+			rc = add_config(l, src, dtype, err);
 			*config_found = !rc;
-			free(path);
-		} else if ((uint64_t)st.st_size > MAX_META_FILE) {
-			free(path);
-		} else {
-			struct zf_vfile_entry *e = zf_vfiles_add(l, de->d_name);
-			struct zf_source *src;
+		} else if (zf_source_size(src) > MAX_META_FILE) {
+			char *w = NULL;
 
-			if (!e) {
-				free(path);
-				rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-				break;
-			}
-			/* A source, not a descriptor: a folder of a thousand
-			 * tokenizer and code files holds none open. */
-			rc = zf_source_open(path, &src, err);
-			free(path);
-			if (rc) {
-				free((char *)e->f.name);
-				l->n--;
-				break;
-			}
-			e->f.kind = ZF_VF_PASSTHROUGH;
-			e->f.src = src;
-			e->f.size = zf_source_size(src);
-			e->f.mtime = zf_source_id(src)->mtime;
+			if (asprintf(&w, "%llu bytes, more than the %zu a metadata file may have",
+				     (unsigned long long)zf_source_size(src), MAX_META_FILE) < 0)
+				w = NULL;
+			zf_source_close(src);
+			rc = w ? note(lo, dir, names[i], w, err)
+			       : zf_fail(err, ZF_ENOMEM, "out of memory");
+		} else {
+			rc = add_passthrough(l, names[i], src, err);
 		}
 	}
-	closedir(d);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	zf_confine_release(&c);
 	return rc;
 }

@@ -65,6 +65,7 @@ static void free_file(struct zf_vfile *f, struct zf_vfile_data *data)
 		free((char *)f->tensors[j].name);
 	free((struct zf_vtensor *)f->tensors);
 	free(data->data);
+	zf_access_release(&data->access);
 	zf_source_close(f->src);
 }
 
@@ -145,6 +146,7 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 	const struct zf_ckpt_info *ci = zf_ckpt_info(ck);
 	struct zf_hfdir_options o = opts ? *opts : (struct zf_hfdir_options){ 0 };
 	struct zf_vfiles files = { 0 };
+	struct zf_left_outs lo = { 0 };
 	struct zf_vtensor *vt = NULL;
 	uint64_t *sizes = NULL;
 	uint32_t *shard_of = NULL, n_shards = 0;
@@ -251,7 +253,8 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 	if (meta_dir) {
 		bool found;
 
-		rc = zf_hf_add_metadata(&files, meta_dir, d->info.dtype, &found, err);
+		rc = zf_hf_add_metadata(&files, &lo, meta_dir, o.config_dir != NULL,
+					d->info.dtype, &found, err);
 		if (rc)
 			goto out;
 		if (found && !(d->config_source = strdup(meta_dir))) {
@@ -282,12 +285,25 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 	d->info.prefix = d->prefix;
 	d->info.config_source = d->config_source;
 	files.n = 0;
+	d->left_out = lo.v;
+	d->info.left_out = lo.v;
+	d->info.n_left_out = lo.n;
+	lo.v = NULL;
+	lo.n = 0;
+	rc = zf_hfdir_set_access(d, err);
+	if (rc)
+		goto out;
 	*out = d;
 	d = NULL;
 out:
 	for (size_t i = 0; i < files.n; i++)
 		free_file(&files.v[i].f, &files.v[i].data);
 	free(files.v);
+	for (size_t i = 0; i < lo.n; i++) {
+		free((char *)lo.v[i].path);
+		free((char *)lo.v[i].why);
+	}
+	free(lo.v);
 	zf_hfdir_free(d);
 	zf_strmap_release(&seen);
 	free(vt);
@@ -307,6 +323,13 @@ void zf_hfdir_free(struct zf_hfdir *d)
 	free(d->data);
 	free(d->prefix);
 	free(d->config_source);
+	for (size_t i = 0; i < d->info.n_left_out; i++) {
+		free((char *)d->left_out[i].path);
+		free((char *)d->left_out[i].why);
+	}
+	free(d->left_out);
+	zf_access_release(&d->ck_access);
+	zf_access_release(&d->dir_access);
 	free(d);
 }
 

@@ -186,6 +186,10 @@ int64_t zf_vfile_read(const struct zf_hfdir *d, const struct zf_vfile *f,
 	switch (f->kind) {
 	case ZF_VF_MEMORY:
 		memcpy(dst, d->data[f - d->files].data + off, len);
+		/* config.json: served from memory, but only while its source
+		 * is the file it was made from (bytes from one save). */
+		if (f->src)
+			rc = zf_source_check(f->src, err);
 		break;
 	case ZF_VF_PASSTHROUGH:
 		rc = zf_source_pread(f->src, dst, len, off, err);

@@ -64,8 +64,13 @@ bool zf_utf8_valid(const char *s, size_t len)
 
 char *zf_printable(const char *s, char *buf, size_t size)
 {
+	return zf_printable_n(s, strlen(s), buf, size);
+}
+
+char *zf_printable_n(const char *s, size_t n, char *buf, size_t size)
+{
 	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strlen(s), used = 0;
+	size_t used = 0;
 
 	if (!size)
 		return buf;

@@ -27,4 +27,7 @@ bool zf_utf8_valid(const char *s, size_t len);
  * "...". Returns buf. */
 char *zf_printable(const char *s, char *buf, size_t size);
 
+/* zf_printable() of the n bytes at s, NULs included (as \x00). */
+char *zf_printable_n(const char *s, size_t n, char *buf, size_t size);
+
 #endif /* ZEROFS_TEXT_H */

@@ -117,6 +117,23 @@ const char *cli_human_size(unsigned long long bytes, char *buf, int size)
 	return buf;
 }
 
+const char *cli_human_count(unsigned long long n, char *buf, int size)
+{
+	static const char *units[] = { "", "K", "M", "B", "T" };
+	double v = (double)n;
+	int u = 0;
+
+	while (v >= 999.5 && u < 4) {
+		v /= 1000.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, (size_t)size, "%llu", n);
+	else
+		snprintf(buf, (size_t)size, "%.3g %s", v, units[u]);
+	return buf;
+}
+
 /* The long option whose name starts arg ("--json=1" -> json's entry). */
 static const struct option *long_opt(const struct option *opts, const char *arg)
 {

@@ -92,6 +92,10 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "1.5 GB" style size into buf (decimal units, as du -h --si). */
 const char *cli_human_size(unsigned long long bytes, char *buf, int size);
 
+/* A count as people write parameter counts: "1.23 B", "350 M", "32.1 K",
+ * three significant digits; below 1,000 the number itself. */
+const char *cli_human_count(unsigned long long n, char *buf, int size);
+
 /*
  * The one escaping function of the program: s with every character that
  * could act on a terminal written out as text. Control characters (C0,

@@ -2,8 +2,10 @@
 /*
  * zerofs export: write the model directory a mount would show into a real
  * folder, byte for byte (the work is zf_export(), export.h). Adds the
- * progress bar, and turns SIGINT/SIGTERM/SIGHUP into a clean stop: the
- * export removes its temporary files and exits 128 + the signal number.
+ * progress bar, says what an earlier export left (files kept, leftovers
+ * removed), and turns SIGINT/SIGTERM/SIGHUP into a clean stop: the export
+ * removes its partial temporary files, keeps the complete ones for a
+ * later run to resume from, and exits 128 + the signal number.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -19,7 +21,8 @@ static const char export_usage[] =
 	"usage: zerofs export CKPT OUT [options]\n\n"
 	"Writes the Hugging Face model directory of the DeepSpeed ZeRO checkpoint CKPT\n"
 	"into the folder OUT (created if missing): the files 'zerofs mount' would show,\n"
-	"byte for byte. Files appear under their names only once all are complete.\n\n" SERVE_HELP
+	"byte for byte. Files appear under their names only once all are complete.\n"
+	"Run again after an interruption, it keeps the files already complete.\n\n" SERVE_HELP
 	"  --threads N           worker threads (default 2)\n"
 	"  --force               replace files already in OUT\n"
 	"  --no-fsync            do not flush the files to disk before renaming them\n"
@@ -102,6 +105,7 @@ int cmd_export(int argc, char **argv)
 {
 	struct export_args a = { 0 };
 	struct zf_error err = { 0 };
+	struct zf_export_stats st = { 0 };
 	struct zf_ckpt *ck = NULL;
 	const struct zf_ckpt_info *ci;
 	const struct zf_hfdir_info *di;
@@ -133,27 +137,48 @@ int cmd_export(int argc, char **argv)
 	a.eo.progress = progress_update;
 	a.eo.progress_arg = &bar;
 	a.eo.stop = &stop_signal;
+	a.eo.stats = &st;
 	catch_signals(old);
 	rc = zf_export(dir, out, &a.eo, &err);
 	restore_signals(old);
 	progress_end(&bar);
-	if (stop_signal) {
-		cli_error("interrupted; nothing exported to '%s' (temporary files removed)", out);
-		rc = 128 + stop_signal;
+	if (st.leftovers_removed && !a.quiet)
+		cli_error("removed %zu partial temporary file%s left in '%s' by an export that did not finish",
+			  st.leftovers_removed, st.leftovers_removed == 1 ? "" : "s", out);
+	if (st.leftovers_foreign)
+		cli_error("warning: %zu temporary file%s in '%s' belong%s to another user or a running export; left alone",
+			  st.leftovers_foreign, st.leftovers_foreign == 1 ? "" : "s", out,
+			  st.leftovers_foreign == 1 ? "s" : "");
+	if (stop_signal || rc) {
+		if (stop_signal)
+			cli_error("interrupted; nothing exported to '%s'", out);
+		else
+			rc = cli_report(&err);
+		if (st.complete_left)
+			cli_error("%zu complete file%s kept under temporary names: run the same export again to resume",
+				  st.complete_left, st.complete_left == 1 ? "" : "s");
+		if (stop_signal)
+			rc = 128 + stop_signal;
 		goto out;
 	}
-	if (rc) {
-		rc = cli_report(&err);
-		goto out;
-	}
+	if (st.no_proof && !a.eo.no_fsync && !a.quiet)
+		cli_error("warning: the file system of '%s' keeps no extended attributes: an interrupted export into it cannot resume", out);
 	secs = progress_elapsed(&bar);
-	if (!a.quiet)
+	if (st.kept_files && !a.quiet)
+		cli_error("kept %zu file%s (%s) already complete from an earlier export",
+			  st.kept_files, st.kept_files == 1 ? "" : "s",
+			  cli_human_size(st.kept_bytes, size, sizeof(size)));
+	if (!a.quiet && !st.written_files)
+		cli_error("nothing to write: %s %zu file%s in '%s' %s complete and match",
+			  di->n_files == 1 ? "the" : "all", di->n_files,
+			  di->n_files == 1 ? "" : "s", out, di->n_files == 1 ? "is" : "are");
+	else if (!a.quiet)
 		cli_error("exported %zu file%s (%s, %zu shard%s, %s) to '%s' in %.1f s (%s/s)",
 			di->n_files, di->n_files == 1 ? "" : "s",
 			zf_dtype_torch_name(di->dtype), di->n_shards,
 			di->n_shards == 1 ? "" : "s",
 			cli_human_size(di->total_bytes, size, sizeof(size)), out, secs,
-			cli_human_size(secs > 0 ? (unsigned long long)((double)di->total_bytes / secs) : 0,
+			cli_human_size(secs > 0 ? (unsigned long long)((double)st.written_bytes / secs) : 0,
 				       rate, sizeof(rate)));
 	rc = ZF_EXIT_OK;
 out:

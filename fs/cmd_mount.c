@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -35,10 +36,15 @@
 static const char mount_usage[] =
 	"usage: zerofs mount CKPT MOUNTPOINT [options]\n\n"
 	"Serves the DeepSpeed ZeRO checkpoint CKPT, read-only, as a Hugging Face model\n"
-	"directory at MOUNTPOINT (a folder). Returns once the mount is ready.\n\n" SERVE_HELP
+	"directory at MOUNTPOINT (a folder). Returns once the mount is ready. CKPT may be\n"
+	"a run folder (a Trainer output_dir, ...): the checkpoint a resume would load is\n"
+	"served, and named.\n\n" SERVE_HELP
+	"  -a, --all             a folder per checkpoint of the run folder CKPT, each\n"
+	"                        opened on first use (checkpoint-100/, iter_500/, ...)\n"
 	"  -o OPTIONS            comma separated: FUSE options (allow_other, ...),\n"
 	"                        uid=N, gid=N, umask=M (as sshfs), and any option above\n"
-	"                        as key=value (dtype=bf16, max_shard_size=2GB, log=FILE)\n"
+	"                        as key=value (dtype=bf16, max_shard_size=2GB, log=FILE,\n"
+	"                        all)\n"
 	"  -f, --foreground      stay in the foreground (log to stderr)\n"
 	"  --log FILE            log here (default: stderr with -f; else syslog, or\n"
 	"                        ~/.local/state/zerofs/zerofs.log where none listens)\n"
@@ -49,7 +55,8 @@ static const char mount_usage[] =
 	"  -h, --help            show this help\n\n"
 	"examples:\n"
 	"  zerofs mount out/checkpoint-1000 /mnt/model --dtype bf16\n"
-	"  zerofs mount out/checkpoint-1000 /mnt/model -o allow_other,umask=027,dtype=bf16\n";
+	"  zerofs mount out/checkpoint-1000 /mnt/model -o allow_other,umask=027,dtype=bf16\n"
+	"  zerofs mount out /mnt/model --all --dtype bf16\n";
 
 static const char helper_usage[] =
 	"usage: mount.zerofs CKPT MOUNTPOINT [-sfnv] [-o OPTIONS]\n\n"
@@ -85,7 +92,15 @@ static void set_readahead(const char *mnt, unsigned kb)
 		close(fd);
 }
 
-/* Says what is served where (stderr, and the log when it is elsewhere). */
+/* A line to stderr, and to the log when it is elsewhere. */
+static void say(bool fake, const char *line)
+{
+	cli_error("%s", line);
+	if (strcmp(log_place(), "stderr") && !fake)
+		zf_log("%s", line);
+}
+
+/* Says what is served where: one checkpoint. */
 static void describe(const char *ckpt, const char *mnt, const struct zf_ckpt *ck,
 		     const struct zf_hfdir *dir, bool fake)
 {
@@ -102,9 +117,13 @@ static void describe(const char *ckpt, const char *mnt, const struct zf_ckpt *ck
 		 ci->world_size == 1 ? "" : "s", mnt, served, zf_dtype_torch_name(d->dtype),
 		 d->n_shards, d->n_shards == 1 ? "" : "s",
 		 cli_human_size(d->tensor_bytes, size, sizeof(size)));
-	cli_error("%s", line);
-	if (strcmp(log_place(), "stderr") && !fake)
-		zf_log("%s", line);
+	say(fake, line);
+	if (ci->n_choices > 1) {
+		snprintf(line, sizeof(line),
+			 "chose %s of the %zu checkpoints there: %s; --tag NAME serves another, --all all of them",
+			 ci->tag, ci->n_choices, serve_pick_words(ci->pick));
+		say(fake, line);
+	}
 	if (d->prefix[0])
 		cli_error("removed the wrapper prefix '%s' from every tensor name", d->prefix);
 	if (!d->config_source)
@@ -113,6 +132,68 @@ static void describe(const char *ckpt, const char *mnt, const struct zf_ckpt *ck
 	if (!fake)
 		cli_error("logging to %s", log_where());
 }
+
+/* Says what is served where: the checkpoints of a run folder. */
+static void describe_all(const char *run_path, const char *mnt, const struct tree *t,
+			 const struct serve_opts *so, bool fake)
+{
+	const struct zf_runfolder *run = t->run;
+	size_t n = zf_runfolder_count(run);
+	char line[8192], size[32];
+
+	snprintf(line, sizeof(line),
+		 "%s the %zu checkpoint%s of '%s' at '%s', a folder each (%s%s%s), each opened on first use, as %s in shards of at most %s",
+		 fake ? "would serve" : "serving", n, n == 1 ? "" : "s", run_path, mnt,
+		 zf_runfolder_entry(run, 0)->served, n > 1 ? " to " : "",
+		 n > 1 ? zf_runfolder_entry(run, n - 1)->served : "",
+		 so->dir.dtype == ZF_DT_INVALID ? "each one's training dtype"
+						: zf_dtype_torch_name(so->dir.dtype),
+		 cli_human_size(so->dir.max_shard_size ? so->dir.max_shard_size
+						       : ZF_DEFAULT_SHARD_SIZE,
+				size, sizeof(size)));
+	say(fake, line);
+	if (t->newest != SIZE_MAX) {
+		snprintf(line, sizeof(line), "the newest is %s: %s",
+			 zf_runfolder_entry(run, t->newest)->served, serve_pick_words(t->newest_how));
+		say(fake, line);
+	}
+	if (!fake)
+		cli_error("logging to %s", log_where());
+}
+
+/*
+ * The session's reads of /dev/fuse. A read that dequeues a request just
+ * as the kernel shuts the connection down (the end of an unmount, lazy or
+ * not, with requests still queued: the RELEASEs of the last descriptors
+ * closed) fails with ECONNABORTED, not ENODEV (fs/fuse/dev.c,
+ * fuse_dev_do_read: "Must not put request on fpq->io queue after having
+ * been shut down"). libfuse 3.14 takes only ENODEV for the end of the
+ * mount (lib/fuse_lowlevel.c, fuse_session_receive_buf_int); anything else
+ * stops the loop with an error, and the daemon would exit 4 after a clean
+ * unmount. Both mean the connection is gone: say ENODEV for both, so that
+ * the loop ends as it does for every other unmount. Every other error
+ * still ends the loop with that error.
+ */
+static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
+{
+	ssize_t n = read(fd, buf, len);
+
+	(void)userdata;
+	if (n < 0 && errno == ECONNABORTED)
+		errno = ENODEV;
+	return n;
+}
+
+static ssize_t dev_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	(void)userdata;
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io dev_io = {
+	.read = dev_read,
+	.writev = dev_writev,
+};
 
 /* "fsname=PATH" with libfuse's -o escapes (a comma in a path). */
 static char *fsname_opt(const char *name)
@@ -166,19 +247,85 @@ static int check_mount_point(const char *given, char abs[PATH_MAX])
 	return rc;
 }
 
+/*
+ * What the mount serves into t: the checkpoint (opened and checked now,
+ * so that a bad one fails before anything is mounted), or with --all the
+ * checkpoints of a run folder (listed now, opened on first use). Returns
+ * 0 or the exit code.
+ */
+static int open_tree(struct mount_req *r, const char *ckpt_abs, struct tree *t)
+{
+	static char config_abs[PATH_MAX];
+	struct zf_error err = { 0 };
+	struct zf_runfolder *run;
+	struct zf_ckpt *ck;
+	struct zf_hfdir *dir;
+	int rc;
+
+	if (!r->all) {
+		rc = serve_open(r->ckpt, &r->so, &ck, &dir);
+		if (rc)
+			return rc;
+		if (tree_init_one(t, ck, dir)) {
+			zf_hfdir_free(dir);
+			zf_ckpt_free(ck);
+			cli_error("out of memory");
+			return ZF_EXIT_SYSTEM;
+		}
+		return 0;
+	}
+	/* Checkpoints open after the daemon has left the working folder:
+	 * every path they need is made absolute now. */
+	if (r->so.dir.config_dir) {
+		if (!realpath(r->so.dir.config_dir, config_abs)) {
+			cli_error("'%s': --config: %s", r->so.dir.config_dir, strerror(errno));
+			return ZF_EXIT_INPUT;
+		}
+		r->so.dir.config_dir = config_abs;
+	}
+	if (zf_runfolder_scan(ckpt_abs, &run, &err))
+		return cli_report(&err);
+	if (!zf_runfolder_count(run)) {
+		zf_runfolder_free(run);
+		cli_error("'%s': no folder in it holds a checkpoint; --all serves the checkpoints of a run folder (a Trainer output_dir, a DeepSpeed save folder, an XTuner work_dir)",
+			  r->ckpt);
+		return ZF_EXIT_INPUT;
+	}
+	if (tree_init_all(t, run, &r->so)) {
+		zf_runfolder_free(run);
+		cli_error("out of memory");
+		return ZF_EXIT_SYSTEM;
+	}
+	return 0;
+}
+
+/* Says what is served where (once mounted, or for mount.zerofs -f). */
+static void describe_tree(const struct mount_req *r, const char *ckpt_abs, const char *mnt,
+			  const struct tree *t)
+{
+	const struct zf_hfdir *dir = t->all ? NULL : tree_open_dir(t, 0);
+
+	if (dir)
+		describe(ckpt_abs, mnt, zf_hfdir_info(dir)->ck, dir, r->fake);
+	else
+		describe_all(ckpt_abs, mnt, t, &r->so, r->fake);
+}
+
 static int do_mount(struct mount_req *r)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *cfg = NULL;
-	struct zf_ckpt *ck = NULL;
-	struct zf_hfdir *dir = NULL;
+	struct tree tree = { 0 };
 	struct zf_mount m = { 0 };
-	struct zf_xattr xattrs[6];
-	char mnt[PATH_MAX], ckpt_abs[PATH_MAX], pid[24], logerr[4200];
+	struct zf_xattr xattrs[8];
+	char mnt[PATH_MAX], ckpt_abs[PATH_MAX], pid[24], logerr[4200], count[24], chosen[160];
 	char *fsname = NULL;
-	int rc;
+	size_t nx = 0;
+	int rc, loop_rc;
 
+	if (r->all && r->so.ckpt.tag)
+		return cli_usage("mount", "--all serves every checkpoint: --tag does not apply");
 	rc = check_mount_point(r->mnt, mnt);
 	if (rc != CLI_GO_ON)
 		return rc;
@@ -198,14 +345,13 @@ static int do_mount(struct mount_req *r)
 			return ZF_EXIT_SYSTEM;
 		}
 	}
-	rc = serve_open(r->ckpt, &r->so, &ck, &dir);
-	if (rc)
-		goto out;
 	if (!realpath(r->ckpt, ckpt_abs))
 		snprintf(ckpt_abs, sizeof(ckpt_abs), "%s", r->ckpt);
+	rc = open_tree(r, ckpt_abs, &tree);
+	if (rc)
+		goto out;
 	if (r->fake) {
-		describe(ckpt_abs, mnt, ck, dir, true);
-		rc = ZF_EXIT_OK;
+		describe_tree(r, ckpt_abs, mnt, &tree);
 		goto out;
 	}
 
@@ -221,16 +367,36 @@ static int do_mount(struct mount_req *r)
 		goto out;
 	}
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-	xattrs[0] = (struct zf_xattr){ "user.zerofs.checkpoint", ckpt_abs };
-	xattrs[1] = (struct zf_xattr){ "user.zerofs.tag", zf_ckpt_info(ck)->tag };
-	xattrs[2] = (struct zf_xattr){ "user.zerofs.dtype",
-				       zf_dtype_torch_name(zf_hfdir_info(dir)->dtype) };
-	xattrs[3] = (struct zf_xattr){ "user.zerofs.log", log_place() };
-	xattrs[4] = (struct zf_xattr){ "user.zerofs.pid", pid };
-	xattrs[5] = (struct zf_xattr){ "user.zerofs.version", ZEROFS_VERSION_XATTR };
+	xattrs[nx++] = (struct zf_xattr){ "user.zerofs.checkpoint", ckpt_abs };
+	if (tree.all) {
+		snprintf(count, sizeof(count), "%zu", tree.n_slots);
+		xattrs[nx++] = (struct zf_xattr){ "user.zerofs.checkpoints", count };
+		if (tree.newest != SIZE_MAX)
+			xattrs[nx++] = (struct zf_xattr){ "user.zerofs.newest",
+							  tree_slot_name(&tree, tree.newest) };
+		xattrs[nx++] = (struct zf_xattr){ "user.zerofs.dtype",
+						  r->so.dir.dtype == ZF_DT_INVALID
+							  ? "auto"
+							  : zf_dtype_torch_name(r->so.dir.dtype) };
+	} else {
+		const struct zf_hfdir *d0 = tree_open_dir(&tree, 0);
+		const struct zf_ckpt_info *ci = zf_ckpt_info(zf_hfdir_info(d0)->ck);
+
+		xattrs[nx++] = (struct zf_xattr){ "user.zerofs.tag", ci->tag };
+		if (ci->n_choices > 1) {
+			snprintf(chosen, sizeof(chosen), "%s, of %zu", serve_pick_words(ci->pick),
+				 ci->n_choices);
+			xattrs[nx++] = (struct zf_xattr){ "user.zerofs.chosen", chosen };
+		}
+		xattrs[nx++] = (struct zf_xattr){ "user.zerofs.dtype",
+						  zf_dtype_torch_name(zf_hfdir_info(d0)->dtype) };
+	}
+	xattrs[nx++] = (struct zf_xattr){ "user.zerofs.log", log_place() };
+	xattrs[nx++] = (struct zf_xattr){ "user.zerofs.pid", pid };
+	xattrs[nx++] = (struct zf_xattr){ "user.zerofs.version", ZEROFS_VERSION_XATTR };
 	m.xattrs = xattrs;
-	m.n_xattrs = sizeof(xattrs) / sizeof(xattrs[0]);
-	m.dir = dir;
+	m.n_xattrs = nx;
+	m.tree = &tree;
 	m.readahead_kb = r->readahead_kb;
 	m.uid = r->set_uid ? r->uid : getuid();
 	m.gid = r->set_gid ? r->gid : getgid();
@@ -241,50 +407,68 @@ static int do_mount(struct mount_req *r)
 		rc = ZF_EXIT_USAGE;
 		goto out;
 	}
+	/* Before the mount exists: a signal from then on finds the session
+	 * exited, so the loop ends at once and unmounts, rather than killing
+	 * the process and leaving a dead mount behind. */
+	if (fuse_set_signal_handlers(se)) {
+		cli_error("cannot install signal handlers");
+		rc = ZF_EXIT_SYSTEM;
+		goto out;
+	}
 	if (fuse_session_mount(se, mnt)) {
 		cli_error("'%s': cannot mount (is FUSE available: /dev/fuse, fusermount3? for -o allow_other as a user, user_allow_other in /etc/fuse.conf)",
 			  mnt);
 		rc = ZF_EXIT_SYSTEM;
-		goto out;
+		goto signals;
 	}
-	describe(ckpt_abs, mnt, ck, dir, false);
-	set_readahead(mnt, r->readahead_kb);
-	if (fuse_set_signal_handlers(se)) {
-		cli_error("cannot install signal handlers");
+	if (fuse_session_custom_io(se, &dev_io, fuse_session_fd(se))) {
+		cli_error("cannot set up the FUSE session's reads");
 		rc = ZF_EXIT_SYSTEM;
 		goto unmount;
 	}
+	describe_tree(r, ckpt_abs, mnt, &tree);
+	set_readahead(mnt, r->readahead_kb);
 	fflush(stderr);
 	if (fuse_daemonize(r->foreground)) {
 		rc = ZF_EXIT_SYSTEM;
-		goto signals;
+		goto unmount;
 	}
 	/* The serving process is the daemon, not the one that started. */
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	cfg = fuse_loop_cfg_create();
 	if (!cfg) {
 		rc = ZF_EXIT_SYSTEM;
-		goto signals;
+		goto unmount;
 	}
 	fuse_loop_cfg_set_max_threads(cfg, r->threads);
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
-	rc = fuse_session_loop_mt(se, cfg) ? ZF_EXIT_SYSTEM : ZF_EXIT_OK;
+	loop_rc = fuse_session_loop_mt(se, cfg);
+	/* libfuse returns a negative errno, or the number of the signal
+	 * (SIGTERM, SIGINT, SIGHUP) that asked for an orderly stop: that is
+	 * an unmount like any other. */
+	if (loop_rc < 0) {
+		zf_log("serving at '%s' stopped on an error: %s", mnt, strerror(-loop_rc));
+		rc = ZF_EXIT_SYSTEM;
+	} else {
+		if (loop_rc > 0)
+			zf_log("stopped by %s: unmounting '%s'", strsignal(loop_rc), mnt);
+		rc = ZF_EXIT_OK;
+	}
 	if (m.read_errors)
 		zf_log("%lu request(s) failed while mounted at '%s'", m.read_errors, mnt);
 	if (strcmp(log_place(), "stderr"))
 		zf_log("stopped serving '%s' at '%s'", ckpt_abs, mnt);
 	fuse_loop_cfg_destroy(cfg);
-signals:
-	fuse_remove_signal_handlers(se);
 unmount:
 	fuse_session_unmount(se);
+signals:
+	fuse_remove_signal_handlers(se);
 out:
 	if (se)
 		fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
 	free(fsname);
-	zf_hfdir_free(dir);
-	zf_ckpt_free(ck);
+	tree_free(&tree);
 	return rc;
 }
 
@@ -303,6 +487,9 @@ static int on_mount_opt(void *ctx, int c, const char *arg)
 		return CLI_GO_ON;
 	case 'd':
 		r->debug = r->foreground = true;
+		return CLI_GO_ON;
+	case 'a':
+		r->all = true;
 		return CLI_GO_ON;
 	case 'o':
 		return mount_req_options(r, "mount", arg);
@@ -324,12 +511,13 @@ static const struct option mount_opts[] = {
 	{ "threads", required_argument, NULL, 2000 },
 	{ "readahead", required_argument, NULL, 2001 },
 	{ "log", required_argument, NULL, 2002 },
+	{ "all", no_argument, NULL, 'a' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
 static const struct cli_cmd mount_cmd = {
-	"mount", mount_usage, "fdo:h", mount_opts, 2, 2,
+	"mount", mount_usage, "fdao:h", mount_opts, 2, 2,
 	"expected a checkpoint folder and a mount point",
 };
 

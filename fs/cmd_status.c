@@ -19,8 +19,10 @@
 
 static const char status_usage[] =
 	"usage: zerofs status [MOUNTPOINT...] [--json]\n\n"
-	"Lists zerofs mounts (or the ones named): mount point, checkpoint, tag, served\n"
-	"dtype, serving process and where it logs. Reads no served file.\n\n"
+	"Lists zerofs mounts (or the ones named): mount point, checkpoint, tag (and how\n"
+	"it was chosen in a run folder), served dtype, serving process and where it logs;\n"
+	"for a mount --all, how many checkpoints, the newest, and those that cannot be\n"
+	"opened, with why. Reads no served file.\n\n"
 	"  -j, --json   print one JSON array of objects\n"
 	"  -h, --help   show this help\n\n"
 	"Exit status: 0 listed, 2 usage, 4 a named mount's process does not answer,\n"
@@ -29,7 +31,12 @@ static const char status_usage[] =
 	"  zerofs status\n"
 	"  zerofs status /mnt/model --json\n";
 
-static const char *const fields[] = { "tag", "dtype", "pid", "log" };
+/* The root's user.zerofs.* attributes shown; a mount has those that
+ * apply (tag and chosen for one checkpoint, checkpoints, newest and
+ * failed with --all). */
+static const char *const fields[] = {
+	"tag", "chosen", "checkpoints", "newest", "dtype", "pid", "log", "failed",
+};
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
 
 struct status {
@@ -55,13 +62,13 @@ static const char *attr(const char *mnt, const char *name, char *buf, size_t siz
 
 static void show(struct status *s, const struct mount_info *m)
 {
-	char vals[N_FIELDS][4096];
+	char vals[N_FIELDS][8192];
 	const char *v[N_FIELDS], *why = NULL;
 	int err = 0;
 
 	for (size_t i = 0; i < N_FIELDS; i++) {
 		v[i] = attr(m->point, fields[i], vals[i], sizeof(vals[i]));
-		if (!v[i] && !err)
+		if (!v[i] && !err && errno != ENODATA)
 			err = errno;
 	}
 	if (err == ENOTCONN)
@@ -86,12 +93,22 @@ static void show(struct status *s, const struct mount_info *m)
 		return;
 	}
 	printf("%s%s\n", s->shown > 1 ? "\n" : "", cli_esc(m->point));
-	printf("  checkpoint  %s\n", cli_esc(m->source));
-	for (size_t i = 0; i < N_FIELDS; i++)
-		if (v[i])
-			printf("  %-10s  %s\n", fields[i], cli_esc(v[i]));
+	printf("  %-11s  %s\n", "checkpoint", cli_esc(m->source));
+	for (size_t i = 0; i < N_FIELDS; i++) {
+		char *line, *next;
+
+		if (!v[i])
+			continue;
+		/* "failed" holds a line per failed checkpoint. */
+		for (line = vals[i]; line; line = next) {
+			next = strchr(line, '\n');
+			if (next)
+				*next++ = '\0';
+			printf("  %-11s  %s\n", line == vals[i] ? fields[i] : "", cli_esc(line));
+		}
+	}
 	if (why)
-		printf("  %-10s  %s\n", "problem", why);
+		printf("  %-11s  %s\n", "problem", why);
 }
 
 static int each(const struct mount_info *m, void *arg)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The FUSE low-level operations over a struct zf_hfdir: a flat read-only
- * directory whose files never change while mounted. This is the only
+ * The FUSE low-level operations over the mount's tree (tree.h): a
+ * read-only tree whose files never change while mounted. This is the only
  * place a core status becomes an errno.
  */
 #ifndef ZEROFS_FUSE_OPS_H
@@ -10,6 +10,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include "tree.h"
 #include "zerofs/hfdir.h"
 
 /* An extended attribute of the mount's root: what is served, readable
@@ -21,25 +22,25 @@ struct zf_xattr {
 
 /* What the operations need; passed as the session's userdata. */
 struct zf_mount {
-	const struct zf_hfdir *dir;
+	struct tree *tree;
 	uid_t uid;
 	gid_t gid;
 	mode_t umask;		   /* taken off every served mode (-o umask=) */
 	const struct zf_xattr *xattrs;
 	size_t n_xattrs;
 	unsigned long read_errors; /* requests answered with an error */
-	int stale;		   /* a file changed: opens and reads fail */
-	char stale_why[ZF_ERROR_WHERE_MAX + ZF_ERROR_MSG_MAX + 8]; /* why; set once, before stale */
 	unsigned readahead_kb;	   /* asked for in INIT; 0 keeps the kernel's */
 };
 
 extern const struct fuse_lowlevel_ops zf_fuse_ops;
 
 /*
- * The permission bits a served file (f) or the root folder (f NULL)
- * shows: read-only bits, less the mount's umask. The one place modes are
- * decided, so that a later rule (the source's own bits) goes here.
+ * The permission bits a served file (f) or a folder (f NULL: the root
+ * when slot is SIZE_MAX, or checkpoint slot's folder under --all) shows: the read bits its sources
+ * allow for the served owner and group (zf_access_mode(), access.h; for a
+ * folder, the same bits as search bits), less the mount's umask. Never
+ * write bits. The one place modes are decided.
  */
-mode_t zf_served_mode(const struct zf_mount *m, const struct zf_vfile *f);
+mode_t zf_served_mode(const struct zf_mount *m, const struct zf_vfile *f, size_t slot);
 
 #endif /* ZEROFS_FUSE_OPS_H */

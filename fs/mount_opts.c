@@ -120,6 +120,12 @@ static int one_option(struct mount_req *r, const char *cmd, const char *key, con
 		if (!kept)
 			return cli_usage(cmd, "-o %s=: too many options with values", key);
 	}
+	if (!strcmp(key, "all")) {
+		if (value)
+			return cli_usage(cmd, "-o all takes no value");
+		r->all = true;
+		return CLI_GO_ON;
+	}
 	if (!value) {
 		if (!key[0] || is_one_of(key, dropped) || !strncmp(key, "x-", 2))
 			return CLI_GO_ON;

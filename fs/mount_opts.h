@@ -5,7 +5,7 @@
  * an fstab line or a systemd unit can say:
  *
  *   zerofs' own:    tag=, dtype=, max_shard_size=, strip_prefix=, config=,
- *                   threads=, readahead=, log=
+ *                   threads=, readahead=, log=, all
  *   as sshfs:       uid=, gid=, umask= (taken off the served modes)
  *   mount(8)'s:     defaults, auto, noauto, user, users, nouser, owner,
  *                   group, nofail, _netdev, rw, ro, dev, suid, x-*,
@@ -27,6 +27,7 @@ struct mount_req {
 	const char *ckpt, *mnt;	/* as given */
 	struct serve_opts so;
 	bool foreground, debug;
+	bool all;		/* --all, -o all: one folder per checkpoint */
 	bool fake;		/* mount(8)'s -f: check everything, mount nothing */
 	unsigned threads, readahead_kb;
 	const char *log;	/* --log FILE, -o log=FILE */

@@ -51,5 +51,28 @@ int serve_open(const char *path, const struct serve_opts *o,
 		*ck = NULL;
 		return cli_report(&err);
 	}
+	/* Never left out without a word (zerofs(1), SECURITY). */
+	for (size_t i = 0; i < zf_hfdir_info(*dir)->n_left_out; i++) {
+		const struct zf_left_out *lo = &zf_hfdir_info(*dir)->left_out[i];
+
+		cli_error("warning: '%s' left out: %s", lo->path, lo->why);
+	}
 	return 0;
+}
+
+const char *serve_pick_words(enum zf_pick how)
+{
+	switch (how) {
+	case ZF_PICK_LATEST:
+		return "named by 'latest' (as DeepSpeed loads)";
+	case ZF_PICK_LAST_CHECKPOINT:
+		return "named by 'last_checkpoint' (as mmengine resumes)";
+	case ZF_PICK_NEWEST_STEP:
+		return "the highest checkpoint-N (as the Trainer resumes)";
+	case ZF_PICK_ONLY:
+		return "the only one";
+	case ZF_PICK_GIVEN:
+		return "named with --tag";
+	}
+	return "?";
 }

@@ -44,4 +44,8 @@ int serve_opt(struct serve_opts *o, int c, const char *arg, const char *cmd);
 int serve_open(const char *path, const struct serve_opts *o,
 	       struct zf_ckpt **ck, struct zf_hfdir **dir);
 
+/* How the served checkpoint was chosen in the folder given, for people:
+ * "the highest checkpoint-N (as the Trainer resumes)". */
+const char *serve_pick_words(enum zf_pick how);
+
 #endif /* ZEROFS_SERVE_OPTS_H */

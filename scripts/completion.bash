@@ -38,7 +38,7 @@ _zerofs()
 	--tag|--threads|--readahead|--strip-prefix) return ;;
 	--config) COMPREPLY=($(compgen -d -- "$cur")); return ;;
 	--log) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-	-o) COMPREPLY=($(compgen -W "allow_other auto_unmount uid= gid= umask= dtype= tag= max_shard_size= log=" -- "$cur")); return ;;
+	-o) COMPREPLY=($(compgen -W "allow_other auto_unmount uid= gid= umask= dtype= tag= max_shard_size= log= all" -- "$cur")); return ;;
 	esac
 	case $cmd in
 	help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return ;;
@@ -54,10 +54,39 @@ _zerofs()
 		local IFS=$'\n'
 		COMPREPLY=($(compgen -W "$(_zerofs_mounts)" -- "$cur"))
 		;;
+	inspect)
+		# After CKPT come tensor name patterns: offer the tensor names
+		# (inspect reads metadata only, so this answers at once).
+		local ckpt
+		ckpt=$(_zerofs_first_arg "$i")
+		if [ -n "$ckpt" ]; then
+			local IFS=$'\n'
+			COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" inspect "$ckpt" --json 2>/dev/null |
+				grep -o '"name":"[^"\\]*","shape"' | sed 's/^"name":"//; s/","shape"$//')" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -d -- "$cur"))
+		fi
+		;;
 	*)
 		COMPREPLY=($(compgen -d -- "$cur"))
 		;;
 	esac
+}
+
+# The first argument after the command word (at index $1) that is neither
+# an option nor an option's value; empty when there is none before the
+# word being completed.
+_zerofs_first_arg()
+{
+	local j
+	for ((j = $1 + 1; j < COMP_CWORD; j++)); do
+		case ${COMP_WORDS[j]} in
+		--tag|--dtype|--max-shard-size|--strip-prefix|--config|--log|--threads|--readahead|-o|-t)
+			((j++)) ;;
+		-*) ;;
+		*) echo "${COMP_WORDS[j]}"; return ;;
+		esac
+	done
 }
 
 complete -F _zerofs zerofs

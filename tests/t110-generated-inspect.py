@@ -7,6 +7,7 @@ ranks, and each layout a checkpoint folder can have. Each is checked with
 the real fixtures are (tests/lib/zfinspect.py). These run everywhere,
 also where ../shared is absent."""
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -61,9 +62,24 @@ for name, opts, what in CASES:
         t0 = time.monotonic()
         p = run(["inspect", ckpt])
         dt = time.monotonic() - t0
-        tap.ok(p.returncode == 0 and "world size   64" in p.stdout,
+        lines = p.stdout.splitlines()
+        head = next((i for i, ln in enumerate(lines) if ln.startswith("NAME ")), len(lines))
+        tap.ok(p.returncode == 0 and "\nranks        64\n" in p.stdout,
                f"z3_ws64_2000: text inspect answers ({dt:.2f} s, metadata only)", p.stderr)
+        # A terminal's first screen (24 lines) shows the whole summary and
+        # the table's head; the 128 rank files only with --files.
+        tap.ok(head < 22 and not any("_states.pt" in ln for ln in lines[:head]),
+               f"z3_ws64_2000: the summary is {head} lines, no file lines, the table follows",
+               "\n".join(lines[:head + 2]))
+        tap.ok(re.search(r"^parameters   \d+(\.\d+)? [KMB] in 2\d\d\d tensors \(", p.stdout, re.M),
+               "z3_ws64_2000: parameters as people write them (1.23 B)",
+               [ln for ln in lines if ln.startswith("parameters")])
+        p = run(["inspect", ckpt, "--files"])
+        tap.ok(p.returncode == 0 and len([ln for ln in p.stdout.splitlines()
+                                          if ln.startswith("  ") and "_states.pt" in ln]) == 128,
+               "z3_ws64_2000: --files lists the 128 rank files", p.stderr)
     if info and name == "xtuner":
+        tap.ok(info["layout"] == "xtuner", "xtuner: an iter_N.pth folder is XTuner's", info["layout"])
         # A work_dir with several iter_N.pth folders: mmengine's
         # last_checkpoint names the newest one.
         work = os.path.join(out, name)

@@ -210,8 +210,34 @@ os.mkdir(run_dir)
 tr, tr_ref = gen("trainer", "--stage", "2", "--ws", "2", "--layout", "trainer", "--tied")
 os.rename(tr, os.path.join(run_dir, "checkpoint-3"))
 shutil.copytree(os.path.join(run_dir, "checkpoint-3"), os.path.join(run_dir, "checkpoint-1"))
-refused("Trainer run folder with two checkpoint-N: --tag asked for", ["inspect", run_dir], 3,
-        "2 folders that hold a checkpoint ('checkpoint-1', 'checkpoint-3'): choose one with --tag")
+# A run folder: the highest checkpoint-N, as the Trainer's get_last_checkpoint
+# picks it (numbers, not names: checkpoint-10 is newer than checkpoint-3).
+p = run(["inspect", "--json", run_dir])
+info = json.loads(p.stdout) if p.returncode == 0 else {}
+tap.ok(info.get("tag") == "checkpoint-3/global_step3" and info.get("chosen_by") == "newest-step"
+       and info.get("run", {}).get("chosen") == "checkpoint-3"
+       and [c["name"] for c in info.get("run", {}).get("checkpoints", [])]
+       == ["checkpoint-1", "checkpoint-3"],
+       "Trainer run folder with two checkpoint-N: the highest is read, the run is listed",
+       p.stderr or {k: info.get(k) for k in ("tag", "chosen_by", "run")})
+p = run(["inspect", run_dir])
+tap.ok(p.returncode == 0 and "\nchosen       checkpoint-3, the highest checkpoint-N (as the "
+       "Trainer resumes); --tag NAME for another\n" in p.stdout
+       and "\nrun          2 checkpoints: checkpoint-1, checkpoint-3\n" in p.stdout,
+       "... and the summary says which and why", p.stdout[:600] + p.stderr)
+os.mkdir(os.path.join(run_dir, "checkpoint-10"))
+refused("the newest checkpoint-N is still empty: named, and the newest complete one suggested",
+        ["inspect", run_dir], 3,
+        "run': 'checkpoint-10', the newest checkpoint-N (the one the Trainer resumes from), holds no "
+        "DeepSpeed checkpoint (still being written, or saved without DeepSpeed?); --tag checkpoint-3 "
+        "serves the newest that does")
+got = tag_of(run_dir, "--tag", "checkpoint-3")
+tap.ok(got == "checkpoint-3/global_step3", "... and --tag checkpoint-3 reads it", got)
+os.rmdir(os.path.join(run_dir, "checkpoint-10"))
+shutil.copytree(os.path.join(run_dir, "checkpoint-3"), os.path.join(run_dir, "checkpoint-03"))
+refused("two folders of one step: --tag asked for", ["inspect", run_dir], 3,
+        "run': 'checkpoint-03' and 'checkpoint-3' both number step 3: choose one with --tag")
+shutil.rmtree(os.path.join(run_dir, "checkpoint-03"))
 p = run(["inspect", "--json", "--tag", "checkpoint-3", run_dir])
 info = json.loads(p.stdout) if p.returncode == 0 else {}
 tap.ok(info.get("tag") == "checkpoint-3/global_step3" and info.get("layout") == "hf-trainer",
@@ -318,8 +344,10 @@ else:
         refused(f"field {name}: inspect", ["inspect", ck], 3, where + frag)
         refused(f"field {name}: verify cannot judge", ["verify", "--json", ck], 3, where + frag)
     multi = os.path.join(FIELD, "trainer_multi_z2_ws2")
-    refused("field trainer_multi_z2_ws2: two checkpoint-N folders", ["inspect", multi], 3,
-            "2 folders that hold a checkpoint ('checkpoint-2', 'checkpoint-3'): choose one with --tag")
+    with open(os.path.join(FIELD, "trainer_multi_z2_ws2.ref.json")) as f:
+        ref = json.load(f)
+    check(tap, "field trainer_multi_z2_ws2: the run folder serves the highest checkpoint-N", multi,
+          dict(ref, tag="checkpoint-3/" + ref["tag"]))
     for n, ref_name in (("checkpoint-3", "trainer_multi_z2_ws2.ref.json"),
                         ("checkpoint-2", "trainer_multi_z2_ws2@0.ref.json")):
         with open(os.path.join(FIELD, ref_name)) as f:

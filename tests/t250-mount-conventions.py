@@ -106,11 +106,15 @@ def inside(ckpt, work):
               "COMP_WORDS=(zerofs mo); COMP_CWORD=1; _zerofs; echo \"1:${COMPREPLY[*]}\"\n"
               "COMP_WORDS=(zerofs inspect CKPT --j); COMP_CWORD=3; _zerofs; echo \"2:${COMPREPLY[*]}\"\n"
               "COMP_WORDS=(zerofs mount CKPT MNT --dtype b); COMP_CWORD=5; _zerofs; echo \"3:${COMPREPLY[*]}\"\n"
+              f"COMP_WORDS=(zerofs inspect --tag global_step3 {ckpt} model.layers.0.self_attn.q_p); "
+              "COMP_CWORD=5; _zerofs; echo \"4:${COMPREPLY[*]}\"\n"
               "complete -p zerofs\n")
     p = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, text=True)
     ok(p.returncode == 0 and "1:mount" in p.stdout and "2:--json" in p.stdout
-       and "3:bf16" in p.stdout and "complete -F _zerofs zerofs" in p.stdout,
-       "the installed bash completion loads and completes commands, options and --dtype",
+       and "3:bf16" in p.stdout and "complete -F _zerofs zerofs" in p.stdout
+       and "4:model.layers.0.self_attn.q_proj.weight model.layers.0.self_attn.q_proj.bias" in p.stdout,
+       "the installed bash completion loads and completes commands, options, --dtype and "
+       "inspect's tensor names",
        p.stdout + p.stderr)
     return res
 
@@ -121,16 +125,20 @@ if len(sys.argv) == 4 and sys.argv[1] == "--inside":
 
 tap = Tap()
 WORK = tempfile.mkdtemp(prefix="t250-", dir=TMPROOT)
+# Served modes follow the folders above the checkpoint too (zerofs(1),
+# SECURITY): the uid=/gid= mount's checkpoint lies where all may search.
+PUB = tempfile.mkdtemp(prefix="zf-t250-", dir="/tmp")
+os.chmod(PUB, 0o755)
 os.environ["XDG_STATE_HOME"] = os.path.join(WORK, "state")
 try:
     ck = checkpoints()
     src = next((d for n, d, _ in ck if n == "z3_ws2_fp32"), ck[0][1] if ck else None)
-    ckpt = copy_ckpt(src, os.path.join(WORK, "run", "ckpt"))
+    ckpt = copy_ckpt(src, os.path.join(PUB, "run", "ckpt"))
 
     # fsname, type, uid/gid/umask, xattrs, status: mounted from a relative path.
     mnt = mountpoint("conv")
     p = subprocess.run([ZEROFS, "mount", "ckpt", mnt, "-o", "uid=1234,gid=5678,umask=027",
-                        "--dtype", "bf16"], cwd=os.path.join(WORK, "run"),
+                        "--dtype", "bf16"], cwd=os.path.join(PUB, "run"),
                        capture_output=True, text=True)
     try:
         tap.ok(p.returncode == 0, "mount with -o uid=,gid=,umask= from a relative path", p.stderr)
@@ -163,7 +171,7 @@ try:
                and js[0]["checkpoint"] == os.path.realpath(ckpt) and js[0]["dtype"] == "bfloat16"
                and js[0]["responding"], "zerofs status MNT --json", s.stdout + s.stderr)
         s = run(["status"])
-        tap.ok(s.returncode == 0 and f"\n  dtype       bfloat16" in "\n" + s.stdout
+        tap.ok(s.returncode == 0 and f"\n  dtype        bfloat16" in "\n" + s.stdout
                and mnt in s.stdout, "zerofs status lists the mount", s.stdout)
         # A change to a rank file: the first read that touches it fails and
         # latches the mount stale; from then on every open fails too, each
@@ -206,7 +214,12 @@ try:
                    m.proc.stderr)
     except MountFailed as e:
         tap.ok(False, "mount --log FILE -o fsname=", e)
-    text = open(logf).read() if os.path.exists(logf) else ""
+    # The serving process logs its last line after the unmount is seen.
+    for _ in range(100):
+        text = open(logf).read() if os.path.exists(logf) else ""
+        if "stopped serving '" in text:
+            break
+        time.sleep(0.05)
     tap.ok("serving '" in text and "stopped serving '" in text, "--log FILE gets the mount's lines",
            text)
 
@@ -274,4 +287,5 @@ finally:
         if e[1].startswith(WORK + "/") or (e[2] == "fuse.zerofs" and e[0].startswith(WORK + "/")):
             unmount(e[1])
     shutil.rmtree(WORK, ignore_errors=True)
+    shutil.rmtree(PUB, ignore_errors=True)
 tap.done()

@@ -132,6 +132,27 @@ def export(ckpt, out, *extra):
     return run(["export", "-q", ckpt, out] + list(extra))
 
 
+def export_mode(ckpt):
+    """What export gives files of a checkpoint whose files are all readable
+    by all and owned by us (zerofs(1), SECURITY): read for each class that
+    may also search every folder above the checkpoint, write for the
+    owner, less the umask."""
+    mode = 0o644
+    p = os.path.realpath(ckpt)
+    while True:
+        m = os.stat(p).st_mode
+        if not m & 0o010:
+            mode &= ~0o040
+        if not m & 0o001:
+            mode &= ~0o004
+        if p == "/":
+            break
+        p = os.path.dirname(p)
+    um = os.umask(0)
+    os.umask(um)
+    return mode & ~um
+
+
 def leftovers(d):
     return [f for f in os.listdir(d) if "zerofs-tmp" in f] if os.path.isdir(d) else []
 
@@ -148,10 +169,12 @@ for name, d, ref in fx:
             outs[dt] = out
     check_export(name, outs, ref)
     if "fp32" in outs:
+        want = oct(export_mode(d))
         mode = [oct(os.stat(os.path.join(outs["fp32"], f)).st_mode & 0o777)
                 for f in os.listdir(outs["fp32"])]
-        tap.ok(mode and all(m == "0o644" for m in mode) and not leftovers(outs["fp32"]),
-               f"{name}: files are 0644, no temporary file left", (mode, leftovers(outs["fp32"])))
+        tap.ok(mode and all(m == want for m in mode) and not leftovers(outs["fp32"]),
+               f"{name}: files are {want} (the served read bits, owner write), no temporary file left",
+               (mode, leftovers(outs["fp32"])))
 
 # (b) an existing output is refused without --force, replaced with it.
 if fx:

@@ -157,7 +157,8 @@ if pick:
     s_idx, s_off, s_len = victim["extents"][0]
     optim = os.path.basename(info["files"][s_idx]["path"])
     # Rank files are named by their real path (d may hold a symlink).
-    opath = os.path.join(bad, os.path.relpath(info["files"][s_idx]["path"], os.path.realpath(d)))
+    opath = os.path.join(bad, os.path.relpath(os.path.realpath(info["files"][s_idx]["path"]),
+                                              os.path.realpath(d)))
     pos = s_off + s_len // 2
     entry = None
     with zipfile.ZipFile(opath) as z:
@@ -200,7 +201,7 @@ if pick:
 
     def poke(t, value, elem=0):
         s, off, _ = t["extents"][0]
-        path = os.path.join(nanc, os.path.relpath(src[s], os.path.realpath(d)))
+        path = os.path.join(nanc, os.path.relpath(os.path.realpath(src[s]), os.path.realpath(d)))
         with open(path, "r+b") as f:
             f.seek(off + 4 * elem)
             f.write(value)

@@ -567,6 +567,64 @@ def lazy_unmount_test(label, src, exp, args):
         m.cleanup()
 
 
+def lazy_unmount_rounds(label, src, rounds, per_file):
+    """Lazy unmounts while many descriptors are held, which leaves RELEASE
+    requests queued when the last one is closed and the kernel shuts the
+    connection down: a serving thread reading /dev/fuse at that moment gets
+    ECONNABORTED, not ENODEV (fs/fuse/dev.c). That is the end of the mount
+    like any other: the daemon must exit 0 every time, with no error line.
+    Before zerofs said so, one round in 7 to 15 exited 4 here: a net for a
+    regression, not a proof; fs/cmd_mount.c (dev_read) says why."""
+    bad = []
+    for k in range(rounds):
+        m = FgMount(src, "--dtype", "fp32", "--max-shard-size", "1000000")
+        try:
+            if not m.ok:
+                bad.append("round %d: not mounted: %s" % (k, m.stderr()[-400:]))
+                continue
+            names = sorted(os.listdir(m.mnt))
+            held = [os.open(m.file(n), os.O_RDONLY) for n in names for _ in range(per_file)]
+            stop = threading.Event()
+
+            def reader(seed):
+                rng = random.Random(seed)
+                while not stop.is_set():
+                    fd = rng.choice(held)
+                    try:
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                        os.pread(fd, rng.randrange(1, 1 << 18), rng.randrange(0, 1 << 20))
+                    except OSError:
+                        pass
+            ts = [threading.Thread(target=reader, args=(SEED + 970 + 10 * k + j,)) for j in range(3)]
+            for t in ts:
+                t.start()
+            time.sleep(0.3)
+            subprocess.run([ZEROFS, "umount", "-l", m.mnt], capture_output=True)
+            time.sleep(0.2)
+            stop.set()
+            for t in ts:
+                t.join(30)
+            # closed from four threads at once, so that serving threads are
+            # busy reading RELEASE requests when the last close ends the mount
+            cl = [threading.Thread(target=lambda part: [os.close(fd) for fd in part],
+                                   args=(held[j::4],)) for j in range(4)]
+            for t in cl:
+                t.start()
+            for t in cl:
+                t.join(30)
+            try:
+                rc = m.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                rc = None
+            err = m.stderr()
+            if rc != 0 or no_crash(m) or "fuse: reading device" in err:
+                bad.append("round %d: exit %s: %s" % (k, rc, err[-600:]))
+        finally:
+            m.cleanup()
+    tap.ok(not bad, "%s: %d lazy unmounts with %d descriptors per file held: the daemon exits 0 every time, "
+           "no error line" % (label, rounds, per_file), bad[:3])
+
+
 # ---------------------------------------------------------------- main
 
 WS_SMALL = 2
@@ -728,6 +786,7 @@ def main():
 
     lazy_unmount_test("(c) lazy unmount under load", big, exp_big32,
                       ["--dtype", "fp32", "--max-shard-size", "1000000"])
+    lazy_unmount_rounds("(c) lazy unmount, descriptors released at teardown", big, 12, 40)
     print("# total %.1f s" % (time.monotonic() - t0))
 
 

@@ -26,6 +26,7 @@
 #include "zerofs/container.h"
 #include "zerofs/dtype.h"
 #include "zerofs/error.h"
+#include "zerofs/runfolder.h"
 #include "zerofs/source.h"
 
 #define ZF_MAX_DIMS 16
@@ -37,11 +38,14 @@ enum zf_tensor_kind {
 	ZF_KIND_ALIAS,	/* tied parameter (shared_params): same data as another */
 };
 
-/* How the checkpoint folder was laid out. */
+/* How the checkpoint folder was laid out, and so who wrote it. */
 enum zf_layout {
 	ZF_LAYOUT_DEEPSPEED, /* save dir with `latest` and tag folders */
-	ZF_LAYOUT_TRAINER,   /* HF Trainer checkpoint-N/: `latest` + config files */
-	ZF_LAYOUT_TAGDIR,    /* the tag folder itself (global_stepN/, iter_N.pth/) */
+	ZF_LAYOUT_TRAINER,   /* HF Trainer checkpoint-N/ (`latest` + config
+			      * files), or a run folder of them */
+	ZF_LAYOUT_TAGDIR,    /* the tag folder itself (global_stepN/) */
+	ZF_LAYOUT_XTUNER,    /* XTuner (mmengine): an iter_N.pth/ or epoch_N.pth/
+			      * tag folder, or a work_dir of them */
 };
 
 /* Which optimizer wrote the fp32 master weights. */
@@ -60,6 +64,10 @@ struct zf_ckpt_info {
 	const char *hf_dir;	   /* folder that may hold config/tokenizer files, or NULL */
 	const char *ds_version;	   /* "0.14.0", or "" if absent */
 	enum zf_layout layout;
+	enum zf_pick pick;	   /* how the tag was chosen in path (runfolder.h);
+				    * for a run folder, how its checkpoint-N was */
+	size_t n_choices;	   /* folders holding a checkpoint it was chosen
+				    * among; 0 when not counted (`latest` named it) */
 	enum zf_optimizer optimizer;
 	int stage;		   /* ZeRO stage 1, 2 or 3 */
 	uint32_t world_size;	   /* data-parallel ranks */

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "zerofs/access.h"
 #include "zerofs/ckpt.h"
 #include "zerofs/dtype.h"
 #include "zerofs/error.h"
@@ -55,9 +56,23 @@ struct zf_vfile {
 	const struct zf_vtensor *tensors;
 	size_t n_tensors;
 
-	/* ZF_VF_PASSTHROUGH: the file it copies (owned by the directory),
-	 * NULL for the other kinds. */
+	/* ZF_VF_PASSTHROUGH: the file it copies; ZF_VF_MEMORY: the file it
+	 * was made from (config.json), checked on every read, or NULL (the
+	 * index). Owned by the directory. NULL for shards. */
 	struct zf_source *src;
+
+	/* Who may read it (access.h): the rules of every source its bytes
+	 * come from; zf_access_mode() turns them into served read bits.
+	 * Borrowed from the directory. */
+	const struct zf_access *access;
+	size_t n_access;
+};
+
+/* An allowlisted file of the metadata folder that is not served. */
+struct zf_left_out {
+	const char *path; /* as found in the folder */
+	const char *why;  /* "a symbolic link to '/etc/shadow', outside the
+			   * checkpoint folder"; untrusted text (a link's) */
 };
 
 struct zf_hfdir_options {
@@ -80,6 +95,13 @@ struct zf_hfdir_info {
 	size_t n_shards;
 	struct timespec mtime;	  /* newest checkpoint file */
 	const char *config_source; /* where config.json came from, or NULL */
+	/* Who may list and search the directory (access.h): the checkpoint
+	 * folder and its tag folder, and every folder above them. */
+	const struct zf_access *dir_access;
+	size_t n_dir_access;
+	/* Metadata files not served, sorted by path: for warnings. */
+	const struct zf_left_out *left_out;
+	size_t n_left_out;
 };
 
 /*
@@ -117,6 +139,25 @@ const struct zf_vfile *zf_hfdir_lookup(const struct zf_hfdir *d,
 int64_t zf_vfile_read(const struct zf_hfdir *d, const struct zf_vfile *f,
 		      void *dst, size_t len, uint64_t off,
 		      struct zf_error *err);
+
+/*
+ * Bumped whenever zerofs would serve other bytes for the same checkpoint
+ * and options (a header, conversion or config rewrite rule changed): it
+ * is part of zf_vfile_digest(), so files an older zerofs exported are
+ * written again rather than kept.
+ */
+#define ZF_OUTPUT_VERSION 1
+
+/*
+ * A 16-byte digest naming the exact bytes f serves, computed without
+ * reading them: the output rules, f's name, size and layout, and the
+ * identities (device, inode, size, times) of the files its bytes come
+ * from, or a text file's own bytes. Equal digests mean equal bytes as
+ * long as those files are unchanged, which every read checks. Used by
+ * export to keep files a killed export already wrote. ZF_ENOMEM.
+ */
+int zf_vfile_digest(const struct zf_hfdir *d, const struct zf_vfile *f,
+		    unsigned char out[16], struct zf_error *err);
 
 /*
  * Describes the bytes of f from off on (at most len of them): either a run

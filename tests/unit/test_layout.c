@@ -452,7 +452,9 @@ static struct model build(int stage, uint32_t ws, size_t n_params, size_t n_froz
 	free(L.group_first);
 	pthread_mutex_destroy(&L.lock);
 	ck->info.ds_version = "";
-	ck->info.path = ck->info.tag = ck->info.tag_dir = "synthetic";
+	/* Real folders: the directory reads who may list them (access.h). */
+	ck->info.tag = "synthetic";
+	ck->info.path = ck->info.tag_dir = dir;
 	return m;
 }
 
