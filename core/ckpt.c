@@ -6,19 +6,26 @@
  *
  * zf_ckpt_open() runs in named phases:
  *   find files        the tag folder and its rank files, by name
- *                     (ckpt_find.c);
+ *                     (ckpt_find.c), and a --base folder's safetensors
+ *                     headers (base.c);
  *   load first ranks  rank 0's optimizer and model states files, and
  *                     rank 1's model states (the template of the others),
- *                     parsed (ckpt_ranks.c, ckpt_optim.c, ckpt_tensors.c);
+ *                     a one-stage pipeline's layer files, parsed
+ *                     (ckpt_ranks.c, ckpt_optim.c, ckpt_tensors.c,
+ *                     ckpt_pipe.c; without ZeRO, ckpt_zero0.c);
  *   size tables       the tensor table, the trainable params in flat
  *                     order, the frozen params;
  *   load other ranks  every other rank file, on worker threads, checked
  *                     against rank 0, and the checks across files (no two
  *                     are one file, no two optimizer files are copies);
  *   lay out           each tensor's place (layout_zero3.c,
- *                     layout_zero12.c, ckpt_tensors.c), in state_dict
- *                     order, once the sizes add up; then whether each
- *                     ZeRO-1/2 rank holds its own part of each group;
+ *                     layout_zero12.c, ckpt_tensors.c; ZeRO-0 masters
+ *                     matched to names, ckpt_zero0.c), the ties and
+ *                     second names (ckpt_alias.c), whether the model is
+ *                     whole or what --base adds (ckpt_base.c), in
+ *                     state_dict order, once the sizes add up; then
+ *                     whether each ZeRO-1/2 rank holds its own part of
+ *                     each group;
  *   adopt             the checkpoint keeps its sources, tensors, places
  *                     and layout tables; every pickle tree and zip
  *                     directory is freed.
@@ -57,16 +64,30 @@ static int find_files(struct zf_loader *L, const char *path,
 		return rc;
 	L->ws = L->files.world_size;
 	L->n_model = L->files.n_model;
+	if (opts && opts->base_dir) {
+		rc = zf_base_open(opts->base_dir, &L->base, err);
+		if (rc)
+			return rc;
+		ck->base_dir = strdup(L->base->dir);
+		if (!ck->base_dir)
+			return zf_fail(err, ZF_ENOMEM, "out of memory");
+	}
 	n = (size_t)L->n_model + L->ws;
+	L->first_layer = (uint32_t)n;
+	n += L->files.n_layers;
+	L->first_base = (uint32_t)n;
+	if (L->base)
+		n += L->base->n_files;
 	ck->tag = strdup(L->files.tag);
 	ck->tag_dir = strdup(L->files.tag_dir);
 	ck->hf_dir = L->files.hf_dir ? strdup(L->files.hf_dir) : NULL;
 	ck->files = calloc(n, sizeof(*ck->files));
 	ck->kinds = calloc(n, sizeof(*ck->kinds));
 	L->model = calloc(L->n_model, sizeof(*L->model));
-	L->optim = calloc(L->ws, sizeof(*L->optim));
+	L->optim = calloc(L->ws ? L->ws : 1, sizeof(*L->optim));
+	L->layer = calloc(L->files.n_layers ? L->files.n_layers : 1, sizeof(*L->layer));
 	if (!ck->tag || !ck->tag_dir || (L->files.hf_dir && !ck->hf_dir) || !ck->files ||
-	    !ck->kinds || !L->model || !L->optim)
+	    !ck->kinds || !L->model || !L->optim || !L->layer)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	ck->info.layout = L->files.layout;
 	ck->info.pick = L->files.pick;
@@ -80,6 +101,16 @@ static int find_files(struct zf_loader *L, const char *path,
 		L->model[r].file = r;
 	for (uint32_t r = 0; r < L->ws; r++)
 		L->optim[r].file = L->n_model + r;
+	for (uint32_t i = 0; i < L->files.n_layers; i++)
+		L->layer[i].file = L->first_layer + i;
+	/* The checkpoint owns the --base files from here on. */
+	if (L->base) {
+		for (size_t i = 0; i < L->base->n_files; i++) {
+			ck->files[L->first_base + i] = L->base->files[i];
+			L->base->files[i] = NULL;
+		}
+		ck->info.n_base_files = L->base->n_files;
+	}
 	return ZF_OK;
 }
 
@@ -96,14 +127,26 @@ static int size_tables(struct zf_loader *L, struct zf_error *err)
 
 static int lay_out(struct zf_loader *L, struct zf_error *err)
 {
-	int rc = zf_find_train_dtype(L);
+	int rc = ZF_OK;
 
-	if (!rc)
+	if (L->ws)
 		rc = L->ck->info.stage == 3 ? zf_layout_zero3(L, err) : zf_layout_zero12(L, err);
 	if (!rc)
 		rc = zf_collect_tensors(L, err);
 	if (!rc)
+		rc = zf_pipe_check_layers(L, err);
+	if (!rc && !L->ws)
+		rc = zf_zero0_match(L, err);
+	if (!rc)
+		rc = zf_resolve_ties(L, err);
+	if (!rc)
+		rc = zf_complete_model(L, err);
+	if (!rc)
+		rc = zf_find_train_dtype(L);
+	if (!rc)
 		zf_finish_dtypes(L);
+	if (!rc)
+		rc = zf_order_tensors(L, err);
 	return rc;
 }
 
@@ -117,6 +160,9 @@ static void adopt(struct zf_loader *L, struct zf_ckpt **out)
 	in->tag_dir = ck->tag_dir;
 	in->hf_dir = ck->hf_dir;
 	in->ds_version = ck->ds_version;
+	in->base_dir = ck->base_dir;
+	in->incomplete = ck->incomplete;
+	in->incomplete_where = ck->incomplete_where;
 	for (size_t i = 0; i < in->n_files; i++) {
 		const struct zf_source_id *id = zf_source_id(ck->files[i]);
 
@@ -138,11 +184,20 @@ static void loader_release(struct zf_loader *L)
 	free(L->ropt);
 	free(L->model);
 	free(L->optim);
+	free(L->layer);
 	free(L->optim_ds_version);
 	free(L->params);
 	free(L->group_first);
 	free(L->param_of);
+	free(L->mod_dtype);
 	free(L->frozen);
+	free(L->modents);
+	free(L->twin_of);
+	for (size_t i = 0; i < L->n_owned; i++)
+		free(L->owned[i]);
+	free(L->owned);
+	free(L->missing);
+	zf_base_free(L->base);
 	zf_strmap_release(&L->names);
 	zf_ckpt_files_release(&L->files);
 	zf_ckpt_free(L->ck);
@@ -199,6 +254,9 @@ void zf_ckpt_free(struct zf_ckpt *ck)
 	free(ck->tag_dir);
 	free(ck->hf_dir);
 	free(ck->ds_version);
+	free(ck->base_dir);
+	free(ck->incomplete);
+	free(ck->incomplete_where);
 	free(ck);
 }
 
@@ -253,6 +311,18 @@ int zf_ckpt_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
 {
 	unsigned char *out = buf;
 
+	if (i < ck->info.n_tensors && ck->tensors[i].kind == ZF_KIND_ALIAS)
+		i = ck->tensors[i].alias_of;
+	if (i < ck->info.n_tensors && ck->places[i].kind == ZF_PLACE_STRIDED) {
+		const struct zf_tensor *t = &ck->tensors[i];
+
+		if (!len || off > t->numel * zf_dtype_size(t->src_dtype) ||
+		    len > t->numel * zf_dtype_size(t->src_dtype) - off)
+			return zf_fail(err, ZF_EUSAGE, "bytes %llu..%llu are not in tensor %zu",
+				       (unsigned long long)off,
+				       (unsigned long long)(off + len), i);
+		return zf_strided_read(ck, i, off, len, buf, err);
+	}
 	while (len) {
 		struct zf_run run;
 		int rc;
@@ -331,6 +401,14 @@ int zf_ckpt_ranges(const struct zf_ckpt *ck, struct zf_ckpt_range **out,
 		if (pl->kind == ZF_PLACE_WHOLE && bytes)
 			ok = push_range(&v, &n, &cap, (struct zf_ckpt_range){
 						pl->u.whole.file, pl->u.whole.offset, bytes, i, 0, 0 });
+		if (pl->kind == ZF_PLACE_BASE && bytes)
+			ok = push_range(&v, &n, &cap, (struct zf_ckpt_range){
+						pl->u.base.file, pl->u.base.offset, bytes, i, 0, 0 });
+		/* A strided view: the bytes its elements span. */
+		if (pl->kind == ZF_PLACE_STRIDED)
+			ok = push_range(&v, &n, &cap, (struct zf_ckpt_range){
+						pl->u.strided.file, pl->u.strided.offset,
+						zf_place_span(lay, pl, es, t->numel), i, 0, 0 });
 		if (pl->kind != ZF_PLACE_FRAG3)
 			continue;
 		for (uint32_t r = 0; ok && r < lay->world_size; r++) {
@@ -351,6 +429,13 @@ int zf_ckpt_ranges(const struct zf_ckpt *ck, struct zf_ckpt_range **out,
 	*out = v;
 	*n_out = n;
 	return ZF_OK;
+}
+
+bool zf_ckpt_gathers(const struct zf_ckpt *ck, size_t i)
+{
+	if (i < ck->info.n_tensors && ck->tensors[i].kind == ZF_KIND_ALIAS)
+		i = ck->tensors[i].alias_of;
+	return i < ck->info.n_tensors && ck->places[i].kind == ZF_PLACE_STRIDED;
 }
 
 int zf_ckpt_check_files(const struct zf_ckpt *ck, struct zf_error *err)

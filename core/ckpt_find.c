@@ -546,6 +546,10 @@ void zf_ckpt_files_release(struct zf_ckpt_files *f)
 	if (f->model)
 		for (uint32_t i = 0; i < f->n_model; i++)
 			free(f->model[i]);
+	for (uint32_t i = 0; f->layers && i < f->n_layers; i++)
+		free(f->layers[i]);
+	free(f->layers);
+	free(f->layer_idx);
 	free(f->optim);
 	free(f->model);
 	free(f->tag);

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "base.h"
 #include "place.h"
 #include "strmap.h"
 #include "zerofs/ckpt.h"
@@ -20,13 +21,15 @@
 /*
  * The checkpoint: it owns its files (sources) and everything else here.
  * Files are the model states files in rank order, then the optimizer
- * files in rank order; the layout's first_model and first_optim say where
- * each list starts. Nothing of the zip directories or pickles is kept:
+ * files in rank order, a one-stage pipeline's layer files, and a --base
+ * folder's safetensors files (the last info.n_base_files); the layout's
+ * first_model and first_optim say where the first lists start. Nothing of the zip directories or pickles is kept:
  * the places and the layout's tables hold every offset serving needs.
  */
 struct zf_ckpt {
 	struct zf_ckpt_info info; /* strings point at the ones below */
 	char *path, *tag, *tag_dir, *hf_dir, *ds_version;
+	char *base_dir, *incomplete, *incomplete_where;
 	struct zf_source **files; /* info.n_files, owned */
 	enum zf_container_kind *kinds; /* info.n_files: each file's format */
 	struct zf_tensor *tensors; /* info.n_tensors; names owned */
@@ -46,6 +49,9 @@ struct zf_ckpt_files {
 	char **optim;		/* world_size paths, rank order */
 	char **model;		/* n_model paths: 1 (stage 1/2) or world_size */
 	uint32_t n_model;
+	char **layers;		/* a one-stage pipeline's layer files, layer order */
+	uint32_t *layer_idx;	/* their layer indexes */
+	uint32_t n_layers;
 };
 
 int zf_ckpt_locate(const char *path, const char *tag,
@@ -77,15 +83,27 @@ struct zf_view {
 	uint64_t numel;
 	uint32_t ndim;
 	uint64_t shape[ZF_MAX_DIMS];
+	bool strided;	 /* not row-major: stride[] says where elements are */
+	uint64_t stride[ZF_MAX_DIMS]; /* in elements */
 };
 
 /*
  * Resolves a ZF_PV_TENSOR of file f into a contiguous byte range, checking
  * the storage record exists, is stored, and holds the view. `what` names
- * the tensor in messages.
+ * the tensor in messages. A view that is not row-major is ZF_EUNSUPPORTED
+ * here (fp32 masters and fragments are always contiguous); buffers and
+ * frozen params take zf_view_resolve_any(), which accepts any strides
+ * whose every element lies inside the storage (v->strided says so).
  */
 int zf_view_resolve(const struct zf_loaded *f, const struct zf_pv *t,
 		    const char *what, struct zf_view *v, struct zf_error *err);
+int zf_view_resolve_any(const struct zf_loaded *f, const struct zf_pv *t,
+			const char *what, struct zf_view *v, struct zf_error *err);
+
+/* The place of a resolved view: whole bytes, or a strided place whose
+ * dimensions are interned in lay's tables. ZF_ENOMEM. */
+int zf_place_view(struct zf_rank_tables *lay, const struct zf_view *v,
+		  struct zf_place *pl, struct zf_error *err);
 
 /* A part of an fp32 partition as the optimizer file holds it. */
 struct zf_seg {
@@ -111,6 +129,18 @@ struct zf_flat_param {
 };
 
 /*
+ * One entry of the model's state_dict as the checkpoint holds it: a key of
+ * `module` in rank 0's model states, or, for a one-stage PipelineModule,
+ * a key of a layer file under the name the model gives it (ckpt_pipe.c).
+ */
+struct zf_modent {
+	const char *name;	   /* borrowed from a pickle or from L->owned */
+	size_t len;		   /* of name: a pickle string may hold a NUL */
+	const struct zf_pv *val;   /* the tensor, or a ZeRO-3 placeholder */
+	const struct zf_loaded *f; /* the file it is in */
+};
+
+/*
  * The state of one zf_ckpt_open() while it runs. ckpt.c runs the phases;
  * ckpt_optim.c reads the optimizer files, ckpt_tensors.c the model states
  * and the tensor list, layout_zero*.c places the parameters. Pickle trees
@@ -122,9 +152,23 @@ struct zf_loader {
 	uint32_t ws, n_model;
 	struct zf_loaded *model; /* n_model */
 	struct zf_loaded *optim; /* ws */
+	struct zf_loaded *layer; /* files.n_layers: pipeline layer files */
+	uint32_t first_layer;	 /* index in ck->files of the first of them */
 	/* Rank 0's model states, parsed until the end. */
 	const struct zf_pv *module, *buffer_names, *param_shapes;
 	const struct zf_pv *frozen_shapes, *shared;
+	bool frozen_excluded;	/* frozen_param_shapes is None at stage 2/3 */
+	struct zf_base *base;	/* the --base folder, or NULL */
+	uint32_t first_base;	/* index in ck->files of its first file */
+	struct zf_modent *modents; /* the model's state_dict, in its order */
+	size_t n_modents;
+	size_t *twin_of;	/* per modent: the first earlier one with the same
+				 * storage view, or SIZE_MAX (ckpt_alias.c) */
+	char **owned;		/* names made up here (pipelines), freed at the end */
+	size_t n_owned;
+	const char **missing;	/* names tied to that the checkpoint lacks */
+	size_t n_missing;
+	enum zf_dtype *mod_dtype; /* tensor index -> its dtype in the model, or 0 */
 	struct zf_strmap names; /* tensor name -> index in ck->tensors */
 	size_t cap_tensors;
 	struct zf_flat_param *params;
@@ -134,6 +178,8 @@ struct zf_loader {
 	size_t *param_of;	/* tensor index -> index in params, or SIZE_MAX */
 	size_t *frozen;		/* ZeRO-3: frozen param i -> tensor index */
 	struct zf_rank_optim *ropt; /* ws */
+	int optim_stage;	/* rank 0's optimizer file's layout: 1 to 3 */
+	const struct zf_pv *z0_masters; /* ZeRO-0: optimizer.fp32_groups[_flat] */
 	double step0;		/* rank 0's optimizer step, when has_step0 */
 	bool has_step0;
 	char *optim_ds_version; /* rank 0 optimizer file's ds_version, or NULL */
@@ -198,6 +244,8 @@ int zf_check_slice_mappings(struct zf_loader *L, uint32_t r,
 /* ckpt_tensors.c: rank 0's model states, the tensor list, and rank r's
  * part of the ZeRO-3 frozen parameters. */
 int zf_load_model_meta(struct zf_loader *L, struct zf_error *err);
+int zf_add_tensor(struct zf_loader *L, const char *name, size_t len, size_t *idx,
+		  bool *is_new, struct zf_error *err);
 int zf_size_tables(struct zf_loader *L, struct zf_error *err);
 int zf_collect_params(struct zf_loader *L, struct zf_error *err);
 int zf_collect_frozen(struct zf_loader *L, struct zf_error *err);
@@ -205,6 +253,43 @@ int zf_load_model_rank(struct zf_loader *L, uint32_t r, struct zf_error *err);
 int zf_find_train_dtype(struct zf_loader *L);
 int zf_collect_tensors(struct zf_loader *L, struct zf_error *err);
 void zf_finish_dtypes(struct zf_loader *L);
+int zf_order_tensors(struct zf_loader *L, struct zf_error *err);
+
+/* ckpt_strided.c: bytes [off, off + len) of tensor i, whose place is
+ * ZF_PLACE_STRIDED, gathered into buf (zf_ckpt_read() for such tensors). */
+int zf_strided_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
+		    size_t len, void *buf, struct zf_error *err);
+
+/* ckpt_alias.c: which entries of the state_dict are second names of an
+ * earlier one's data (L->twin_of), and the tensors every tie points at:
+ * DeepSpeed's shared_params first, then second names found by storage.
+ * A tie to a name the checkpoint does not hold is listed in L->missing
+ * and its tensor dropped (an incomplete checkpoint says so). */
+int zf_find_twins(struct zf_loader *L, struct zf_error *err);
+int zf_resolve_ties(struct zf_loader *L, struct zf_error *err);
+
+/* ckpt_pipe.c: the state_dict of a one-stage PipelineModule (module is
+ * None) from its layer files, under the model's names, in its order. */
+int zf_pipe_modents(struct zf_loader *L, struct zf_error *err);
+/* Every tensor named after a layer has that layer's file here. */
+int zf_pipe_check_layers(struct zf_loader *L, struct zf_error *err);
+/* Refuses rank 0's model states of a pipeline stage, a tensor-parallel
+ * rank or an MoE model whose other files are not here (ZF_EUNSUPPORTED). */
+int zf_refuse_parallel(struct zf_loader *L, struct zf_error *err);
+
+/* ckpt_zero0.c: checkpoints without ZeRO (stage 0) whose only file is
+ * mp_rank_00_model_states.pt: zf_zero0_begin() reads what it holds in
+ * place of the optimizer files (phase "load first ranks"), and
+ * zf_zero0_match() gives the trainable params their fp32 masters once
+ * the state_dict is listed. zf_config_stage() is ds_config's stage. */
+int zf_zero0_begin(struct zf_loader *L, struct zf_error *err);
+int zf_zero0_match(struct zf_loader *L, struct zf_error *err);
+int zf_config_stage(const struct zf_pv *root);
+
+/* ckpt_base.c: whether the checkpoint holds the whole model (else
+ * ck->incomplete says what is missing and why), and, with a --base
+ * folder, the tensors the checkpoint lacks taken from it. */
+int zf_complete_model(struct zf_loader *L, struct zf_error *err);
 
 /* layout_zero3.c, layout_zero12.c: the trainable parameters' places and
  * the tables they use; every size is checked to add up first. */

@@ -251,11 +251,11 @@ int zf_load_optim_rank(struct zf_loader *L, uint32_t r, struct zf_error *err)
 				  "written by a different optimizer than rank 0's file");
 	}
 	if (r == 0)
-		ck->info.stage = stage;
-	else if (stage != ck->info.stage)
+		ck->info.stage = L->optim_stage = stage;
+	else if (stage != L->optim_stage)
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "ZeRO stage %d, but rank 0's file says %d: files from different runs",
-				  stage, ck->info.stage);
+				  stage, L->optim_stage);
 
 	rc = read_count(osd, path, &count, err);
 	if (rc)

@@ -194,11 +194,26 @@ static void run_items(struct zf_loader *L, size_t n, item_fn fn,
 
 /* --- the first ranks -------------------------------------------------- */
 
-/* Items of the first phase: rank 0's optimizer file, rank 0's model
- * states file and, with per-rank model states (ZeRO-3), rank 1's. */
+/* The first phase's rank files: rank 0's optimizer file (none at
+ * ZeRO-0), rank 0's model states file and, with per-rank model states
+ * (ZeRO-3), rank 1's; then a one-stage pipeline's layer files. */
+static size_t n_first_ranks(const struct zf_loader *L)
+{
+	return L->ws ? (L->n_model > 1 ? 3 : 2) : 1;
+}
+
 static struct zf_loaded *first_item(struct zf_loader *L, size_t k,
 				    const char **path)
 {
+	if (k >= n_first_ranks(L)) {
+		k -= n_first_ranks(L);
+		*path = L->files.layers[k];
+		return &L->layer[k];
+	}
+	if (!L->ws) { /* ZeRO-0: no optimizer files */
+		*path = zf_model_path(L, (uint32_t)k);
+		return &L->model[k];
+	}
 	if (k == 0) {
 		*path = zf_optim_path(L, 0);
 		return &L->optim[0];
@@ -234,7 +249,7 @@ static int parse_first(struct zf_loader *L, size_t k, struct zf_error *err)
 
 int zf_load_first_ranks(struct zf_loader *L, struct zf_error *err)
 {
-	size_t n = L->n_model > 1 ? 3 : 2, failed;
+	size_t n = n_first_ranks(L) + L->files.n_layers, failed;
 	int rc;
 
 	run_items(L, n, open_first, &failed, err);
@@ -242,7 +257,7 @@ int zf_load_first_ranks(struct zf_loader *L, struct zf_error *err)
 		return err ? err->status : ZF_EFORMAT;
 	/* Rank 1's model states are often rank 0's pickle exactly (no tied
 	 * params to record): then one parse serves both. */
-	if (n == 3 && same_pickle(&L->model[1], &L->model[0])) {
+	if (n_first_ranks(L) == 3 && same_pickle(&L->model[1], &L->model[0])) {
 		struct zf_loaded *m0 = &L->model[0];
 
 		rc = parse(m0, err);
@@ -254,10 +269,15 @@ int zf_load_first_ranks(struct zf_loader *L, struct zf_error *err)
 	run_items(L, n, parse_first, &failed, err);
 	if (failed < n)
 		return err ? err->status : ZF_EFORMAT;
-	/* Rank 0 first: every other rank is checked against it. */
-	rc = zf_load_optim_rank(L, 0, err);
-	if (!rc)
-		rc = zf_load_optim_finish(L, err);
+	/* Rank 0 first: every other rank is checked against it. Without
+	 * optimizer files, the model states say what there is. */
+	if (!L->ws) {
+		rc = zf_zero0_begin(L, err);
+	} else {
+		rc = zf_load_optim_rank(L, 0, err);
+		if (!rc)
+			rc = zf_load_optim_finish(L, err);
+	}
 	if (!rc)
 		rc = zf_load_model_meta(L, err);
 	L->optim_tmpl = &L->optim[0];
@@ -458,6 +478,9 @@ int zf_load_other_ranks(struct zf_loader *L, struct zf_error *err)
 	struct zf_error e = { 0 };
 	int rc;
 
+	if (!L->ws) /* ZeRO-0: the one model states file, loaded already */
+		return ZF_OK;
+
 	run_items(L, n, load_other, &failed, &e);
 	/* A link or a copy explains whatever else went wrong with it. */
 	rc = check_distinct_files(L, err);
@@ -477,4 +500,6 @@ void zf_loader_unload(struct zf_loader *L)
 		unload(&L->model[i]);
 	for (uint32_t i = 0; L->optim && i < L->ws; i++)
 		unload(&L->optim[i]);
+	for (uint32_t i = 0; L->layer && i < L->files.n_layers; i++)
+		unload(&L->layer[i]);
 }

@@ -81,13 +81,11 @@ static bool is_expert_tail(const char *s, uint32_t *mp)
 	       parse_num(&s, mp) && !strcmp(s, "_model_states.pt");
 }
 
-/* After "layer_": an MoE expert file, a PipelineModule layer file, or
- * neither. */
-static enum rank_file classify_layer(const char *s, uint32_t *mp)
+/* After "layer_": an MoE expert file, a PipelineModule layer file (its
+ * layer index in *l), or neither. */
+static enum rank_file classify_layer(const char *s, uint32_t *l, uint32_t *mp)
 {
-	uint32_t l;
-
-	if (!parse_num(&s, &l))
+	if (!parse_num(&s, l))
 		return RF_NONE;
 	if (eat(&s, "_"))
 		return is_expert_tail(s, mp) ? RF_MOE_EXPERT : RF_NONE;
@@ -107,7 +105,8 @@ static enum rank_file classify_layer(const char *s, uint32_t *mp)
  * _get_optimizer_ckpt_name) and PipelineModule.ckpt_layer_path() write,
  * v0.9 to v0.19. *mp is the model-parallel rank the name carries: tensor
  * parallelism, or the pipeline stage (a pipeline grid numbers its stages
- * as model-parallel ranks in mp_rank_<m>).
+ * as model-parallel ranks in mp_rank_<m>). *rank is the data-parallel rank,
+ * or a pipeline layer file's layer index.
  */
 static enum rank_file classify(const char *name, uint32_t *rank, uint32_t *mp)
 {
@@ -128,7 +127,7 @@ static enum rank_file classify(const char *name, uint32_t *rank, uint32_t *mp)
 				       ? RF_MOE_OPTIM
 				       : RF_NONE;
 		if (eat(&s, "layer_"))
-			return classify_layer(s, mp);
+			return classify_layer(s, rank, mp);
 		if (is_expert_tail(s, mp))
 			return RF_MOE_EXPERT;
 	}
@@ -301,7 +300,8 @@ static const char *plural(uint32_t n)
  * there. MoE first: an MoE run may also be pipelined or tensor-parallel,
  * and its expert files are what zerofs lacks above all. A pipeline's
  * layer files tell its stages (mp_rank_<m> files) from tensor-parallel
- * ranks, which a pipeline grid marks "model_<m>" in its layer files.
+ * ranks, which a pipeline grid marks "model_<m>" in its layer files. A
+ * one-stage pipeline (layer files, mp_rank_00 only) is served.
  */
 static int refuse_others(const struct others *o, const char *dir,
 			 struct zf_error *err)
@@ -332,10 +332,6 @@ static int refuse_others(const struct others *o, const char *dir,
 		zf_fail(err, ZF_EUNSUPPORTED,
 			"pipeline-parallel checkpoint with %u stages (mp_rank_00 to mp_rank_%02u, %u layer file%s); zerofs does not serve multi-stage pipelines",
 			o->mp_max + 1, o->mp_max, o->n_layer, plural(o->n_layer));
-	} else if (o->n_layer) {
-		zf_fail(err, ZF_EUNSUPPORTED,
-			"PipelineModule checkpoint: its weights are in %u layer file%s ('%s', ...), which zerofs does not read",
-			o->n_layer, plural(o->n_layer), o->layer);
 	} else if (o->mp_max) {
 		zf_fail(err, ZF_EUNSUPPORTED,
 			"tensor-parallel checkpoint: files of model-parallel ranks up to %u ('%s', ...); zerofs does not serve tensor-parallel checkpoints (mp_rank_00 only)",
@@ -347,10 +343,36 @@ static int refuse_others(const struct others *o, const char *dir,
 	return ZF_EUNSUPPORTED;
 }
 
+/* A one-stage pipeline's layer files, in layer order (a functional layer
+ * has none: indexes may skip). */
+static int take_layers(const struct found *l, const char *dir,
+		       struct zf_ckpt_files *out, struct zf_error *err)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < l->max_rank_plus1; i++)
+		n += l->names[i] != NULL;
+	if (!n)
+		return ZF_OK;
+	out->layers = calloc(n, sizeof(*out->layers));
+	out->layer_idx = calloc(n, sizeof(*out->layer_idx));
+	if (!out->layers || !out->layer_idx)
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < l->max_rank_plus1; i++) {
+		if (!l->names[i])
+			continue;
+		out->layer_idx[out->n_layers] = i;
+		out->layers[out->n_layers] = zf_ckpt_path_join(dir, l->names[i]);
+		if (!out->layers[out->n_layers++])
+			return zf_fail(err, ZF_ENOMEM, "out of memory");
+	}
+	return ZF_OK;
+}
+
 int zf_ckpt_scan_tag_dir(const char *dir, struct zf_ckpt_files *out,
 			 struct zf_error *err)
 {
-	struct found optim = { 0 }, model = { 0 };
+	struct found optim = { 0 }, model = { 0 }, layers = { 0 };
 	struct others others = { 0 };
 	char *model_mp = NULL;
 	DIR *d = opendir(dir);
@@ -374,6 +396,8 @@ int zf_ckpt_scan_tag_dir(const char *dir, struct zf_ckpt_files *out,
 			continue;
 		if (kind == RF_OPTIM)
 			rc = found_put(&optim, rank, de->d_name, dir, err);
+		else if (kind == RF_PIPE_LAYER)
+			rc = found_put(&layers, rank, de->d_name, dir, err);
 		else if (kind == RF_MODEL_RANK)
 			rc = found_put(&model, rank, de->d_name, dir, err);
 		else if (kind == RF_MODEL_MP && !model_mp &&
@@ -383,8 +407,20 @@ int zf_ckpt_scan_tag_dir(const char *dir, struct zf_ckpt_files *out,
 			goto out;
 	}
 	rc = refuse_others(&others, dir, err);
+	if (!rc)
+		rc = take_layers(&layers, dir, out, err);
 	if (rc)
 		goto out;
+	if (!optim.max_rank_plus1 && model_mp && !model.max_rank_plus1) {
+		/* Without ZeRO (stage 0) the model states file is all there
+		 * is; the loader says so if it is a ZeRO run's. */
+		out->world_size = 0;
+		out->n_model = 1;
+		out->model = calloc(1, sizeof(char *));
+		if (!out->model || !(out->model[0] = zf_ckpt_path_join(dir, model_mp)))
+			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
+		goto out;
+	}
 	if (!optim.max_rank_plus1) {
 		if (model.max_rank_plus1 || model_mp)
 			zf_fail(err, ZF_ENOTFOUND,
@@ -455,6 +491,7 @@ out:
 	closedir(d);
 	found_release(&optim);
 	found_release(&model);
+	found_release(&layers);
 	free(model_mp);
 	return rc;
 }

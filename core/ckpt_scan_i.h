@@ -19,7 +19,9 @@ bool zf_ckpt_has_rank_files(const char *dir);
 
 /*
  * Fills out's world_size, n_model, optim[] and model[] from the names in
- * tag folder dir. ZF_EUNSUPPORTED names a mixture-of-experts, pipeline or
+ * tag folder dir. A folder whose only rank file is
+ * mp_rank_00_model_states.pt gets world_size 0 (no optimizer files: a
+ * ZeRO-0 checkpoint, or a ZeRO one that lost them; the loader tells). ZF_EUNSUPPORTED names a mixture-of-experts, pipeline or
  * tensor-parallel checkpoint; ZF_ENOTFOUND a missing rank file; ZF_EFORMAT
  * two files for one rank.
  */

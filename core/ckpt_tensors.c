@@ -48,13 +48,12 @@ static int read_shape(const struct zf_pv *v, const char *name, const char *path,
 	return ZF_OK;
 }
 
-/* Adds a tensor named by the pickle string key (borrowed: copied) and
- * returns its index, or the index it already has. */
-static int add_tensor(struct zf_loader *L, const struct zf_pv *key, size_t *idx,
-		      bool *is_new, struct zf_error *err)
+/* Adds a tensor named name (len bytes, borrowed from a pickle string or
+ * made up: copied) and returns its index, or the index it already has. */
+int zf_add_tensor(struct zf_loader *L, const char *name, size_t len, size_t *idx,
+		  bool *is_new, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
-	const char *name = key->u.str.s;
 	size_t i;
 	struct zf_tensor *t;
 	char *copy;
@@ -62,12 +61,12 @@ static int add_tensor(struct zf_loader *L, const struct zf_pv *key, size_t *idx,
 	/* Pickle strings carry a length; C strings end at the first NUL.
 	 * A name cut there could collide with another tensor's, or be
 	 * served under a name the checkpoint does not hold. */
-	if (memchr(name, '\0', key->u.str.len)) {
+	if (memchr(name, '\0', len)) {
 		char shown[256];
 
 		return zf_fail_at(err, ZF_EFORMAT, zf_model_path(L, 0),
 				  "tensor name '%s' contains a NUL byte: it cannot be served under a Hugging Face name",
-				  zf_printable_n(name, key->u.str.len, shown, sizeof(shown)));
+				  zf_printable_n(name, len, shown, sizeof(shown)));
 	}
 	i = zf_strmap_get(&L->names, name);
 	if (!zf_utf8_valid(name, strlen(name))) {
@@ -93,6 +92,7 @@ static int add_tensor(struct zf_loader *L, const struct zf_pv *key, size_t *idx,
 	t->name = copy;
 	t->kind = ZF_KIND_PARAM;
 	t->alias_of = (size_t)-1;
+	t->same_as = (size_t)-1;
 	if (zf_strmap_put(&L->names, t->name, ck->info.n_tensors))
 		return zf_fail(err, ZF_ENOMEM, "name table full");
 	*idx = ck->info.n_tensors++;
@@ -105,7 +105,10 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 	struct zf_ckpt *ck = L->ck;
 	const struct zf_pv *root = L->model[0].root, *v;
 	const char *path = zf_model_path(L, 0);
+	int rc = zf_refuse_parallel(L, err);
 
+	if (rc)
+		return rc;
 	L->module = zf_pv_get(root, "module");
 	if (L->module && !zf_pv_is(L->module, ZF_PV_DICT) && !zf_pv_is(L->module, ZF_PV_NONE))
 		return zf_fail_at(err, ZF_EFORMAT, path,
@@ -113,17 +116,61 @@ int zf_load_model_meta(struct zf_loader *L, struct zf_error *err)
 				  zf_pv_type_name(L->module));
 	if (zf_pv_is(L->module, ZF_PV_NONE))
 		L->module = NULL;
+	if (L->module) {
+		size_t n = L->module->u.dict.n;
+
+		L->modents = calloc(n ? n : 1, sizeof(*L->modents));
+		if (!L->modents)
+			return zf_fail(err, ZF_ENOMEM, "out of memory");
+		for (size_t i = 0; i < n; i++) {
+			const struct zf_pv *k = L->module->u.dict.keys[i];
+
+			if (!zf_pv_is(k, ZF_PV_STR))
+				return zf_fail_at(err, ZF_EFORMAT, path,
+						  "'module' has a non-string key");
+			L->modents[i] = (struct zf_modent){ k->u.str.s, k->u.str.len,
+							    L->module->u.dict.vals[i], &L->model[0] };
+		}
+		L->n_modents = n;
+	}
 	L->buffer_names = zf_pv_get(root, "buffer_names");
 	if (L->buffer_names && !zf_pv_is(L->buffer_names, ZF_PV_LIST) &&
 	    !zf_pv_is(L->buffer_names, ZF_PV_TUPLE) && !zf_pv_is(L->buffer_names, ZF_PV_NONE))
 		return zf_fail_at(err, ZF_EFORMAT, path, "'buffer_names' is not a list");
 	L->param_shapes = zf_pv_get(root, "param_shapes");
-	if (!zf_pv_is(L->param_shapes, ZF_PV_LIST) && !zf_pv_is(L->param_shapes, ZF_PV_DICT))
+	/* ZeRO-0 records none: the optimizer's masters name the params. */
+	if (!L->ws && zf_pv_is(L->param_shapes, ZF_PV_NONE))
+		L->param_shapes = NULL;
+	else if (!zf_pv_is(L->param_shapes, ZF_PV_LIST) && !zf_pv_is(L->param_shapes, ZF_PV_DICT))
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "no 'param_shapes': not a DeepSpeed ZeRO model states file");
+	if (L->module && L->files.n_layers) {
+		return zf_fail_at(err, ZF_EFORMAT, path,
+				  "holds the model ('module'), yet pipeline layer files ('%s', ...) are beside it: files of different runs?",
+				  L->files.layers[0] + (strrchr(L->files.layers[0], '/') ? strrchr(L->files.layers[0], '/') - L->files.layers[0] + 1 : 0));
+	} else if (!L->module && L->files.n_layers) {
+		rc = zf_pipe_modents(L, err);
+		if (rc)
+			return rc;
+	} else if (!L->ws && !L->module) {
+		return zf_fail_at(err, ZF_EFORMAT, path,
+				  "no 'module' state dict: the weights of a run without ZeRO live there");
+	} else if (!L->module) {
+		/* A pipeline's: its frozen params and buffers are only in the
+		 * layer files, and serving without them would be partial. */
+		return zf_fail_at(err, ZF_ENOTFOUND, path,
+				  "'module' is None, as a PipelineModule saves it, but no layer files ('layer_00-model_states.pt', ...) are beside it: its frozen params and buffers are there");
+	}
+	/* The BF16_Optimizer writes no stage: the run's config says it. */
+	if (ck->info.optimizer == ZF_OPT_BF16)
+		ck->info.stage = zf_config_stage(root);
 	L->frozen_shapes = zf_pv_get(root, "frozen_param_shapes");
+	/* None at stage 0/1 always; at stage 2/3 only when the frozen
+	 * params were left out (save_checkpoint(exclude_frozen_parameters=
+	 * True)). Absent before DeepSpeed 0.9.1: nothing is known then. */
+	L->frozen_excluded = zf_pv_is(L->frozen_shapes, ZF_PV_NONE) && ck->info.stage >= 2;
 	if (L->frozen_shapes && !zf_pv_is(L->frozen_shapes, ZF_PV_DICT))
-		L->frozen_shapes = NULL; /* None at stage 1 */
+		L->frozen_shapes = NULL;
 	L->shared = zf_pv_get(root, "shared_params");
 	if (L->shared && !zf_pv_is(L->shared, ZF_PV_DICT))
 		L->shared = NULL;
@@ -144,18 +191,22 @@ int zf_size_tables(struct zf_loader *L, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
 	const struct zf_pv *ps = L->param_shapes;
-	size_t max = zf_pv_count_items(L->module) + zf_pv_count_items(L->frozen_shapes) +
+	size_t max = L->n_modents + zf_pv_count_items(L->frozen_shapes) +
 		     zf_pv_count_items(L->shared);
 
+	if (L->base)
+		max += L->base->n;
 	if (zf_pv_is(ps, ZF_PV_DICT))
 		max += ps->u.dict.n;
 	else
-		for (size_t g = 0; g < ps->u.seq.n; g++)
+		for (size_t g = 0; ps && g < ps->u.seq.n; g++)
 			max += zf_pv_count_items(ps->u.seq.items[g]);
 	ck->tensors = calloc(max ? max : 1, sizeof(*ck->tensors));
 	ck->places = calloc(max ? max : 1, sizeof(*ck->places));
 	L->param_of = malloc((max ? max : 1) * sizeof(*L->param_of));
-	if (!ck->tensors || !ck->places || !L->param_of || zf_strmap_init(&L->names, max))
+	L->mod_dtype = calloc(max ? max : 1, sizeof(*L->mod_dtype));
+	if (!ck->tensors || !ck->places || !L->param_of || !L->mod_dtype ||
+	    zf_strmap_init(&L->names, max))
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	for (size_t i = 0; i < max; i++)
 		L->param_of[i] = SIZE_MAX;
@@ -247,10 +298,9 @@ int zf_load_model_rank(struct zf_loader *L, uint32_t r, struct zf_error *err)
 	return rc;
 }
 
-static enum zf_dtype module_dtype(const struct zf_loader *L, const char *name)
+/* The dtype of a value of the state_dict (a tensor, or a placeholder). */
+static enum zf_dtype value_dtype(const struct zf_pv *t)
 {
-	const struct zf_pv *t = L->module ? zf_pv_get(L->module, name) : NULL;
-
 	if (zf_pv_is(t, ZF_PV_TENSOR) && zf_pv_is(t->u.tensor.storage, ZF_PV_STORAGE))
 		return t->u.tensor.storage->u.storage.dtype;
 	return ZF_DT_INVALID;
@@ -276,7 +326,7 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 {
 	const struct zf_pv *ps = L->param_shapes;
 	const char *path = zf_model_path(L, 0);
-	size_t n_groups = zf_pv_is(ps, ZF_PV_DICT) ? 1 : ps->u.seq.n;
+	size_t n_groups = !ps ? 0 : zf_pv_is(ps, ZF_PV_DICT) ? 1 : ps->u.seq.n;
 	size_t total = 0;
 
 	for (size_t g = 0; g < n_groups; g++) {
@@ -309,7 +359,7 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 			if (!zf_pv_is(k, ZF_PV_STR))
 				return zf_fail_at(err, ZF_EFORMAT, path,
 						  "param_shapes has a non-string name");
-			rc = add_tensor(L, k, &idx, &is_new, err);
+			rc = zf_add_tensor(L, k->u.str.s, k->u.str.len, &idx, &is_new, err);
 			if (rc)
 				return rc;
 			if (!is_new)
@@ -337,14 +387,16 @@ int zf_collect_params(struct zf_loader *L, struct zf_error *err)
 	return ZF_OK;
 }
 
-/* Gives a tensor the place of a whole view (buffers, stage 1/2 frozen). */
-static int from_view(struct zf_loader *L, const struct zf_pv *pv, size_t idx,
-		     bool set_shape, struct zf_error *err)
+/* Gives a tensor the place of a view (buffers, stage 1/2 frozen): whole
+ * bytes, or a strided place when the model held it with strides. */
+static int from_view(struct zf_loader *L, const struct zf_loaded *f,
+		     const struct zf_pv *pv, size_t idx, bool set_shape,
+		     struct zf_error *err)
 {
 	struct zf_tensor *t = &L->ck->tensors[idx];
 	struct zf_place *pl = &L->ck->places[idx];
 	struct zf_view v;
-	int rc = zf_view_resolve(&L->model[0], pv, t->name, &v, err);
+	int rc = zf_view_resolve_any(f, pv, t->name, &v, err);
 
 	if (rc)
 		return rc;
@@ -359,10 +411,7 @@ static int from_view(struct zf_loader *L, const struct zf_pv *pv, size_t idx,
 				  (unsigned long long)t->numel);
 	}
 	t->src_dtype = v.dtype;
-	pl->kind = ZF_PLACE_WHOLE;
-	pl->u.whole.file = v.file;
-	pl->u.whole.offset = v.offset;
-	return ZF_OK;
+	return zf_place_view(&L->ck->lay, &v, pl, err);
 }
 
 /*
@@ -415,7 +464,7 @@ int zf_collect_frozen(struct zf_loader *L, struct zf_error *err)
 		if (!zf_pv_is(k, ZF_PV_STR))
 			return zf_fail_at(err, ZF_EFORMAT, path,
 					  "frozen_param_shapes has a non-string name");
-		rc = add_tensor(L, k, &idx, &is_new, err);
+		rc = zf_add_tensor(L, k->u.str.s, k->u.str.len, &idx, &is_new, err);
 		if (rc)
 			return rc;
 		if (!is_new)
@@ -431,7 +480,8 @@ int zf_collect_frozen(struct zf_loader *L, struct zf_error *err)
 			ck->places[idx].kind = ZF_PLACE_FRAG3;
 			ck->places[idx].u.frag3.index = (uint32_t)i;
 		} else {
-			rc = from_view(L, get_hinted(frags0, t->name, i), idx, false, err);
+			rc = from_view(L, &L->model[0], get_hinted(frags0, t->name, i), idx, false,
+				       err);
 			if (rc)
 				return rc;
 		}
@@ -441,9 +491,11 @@ int zf_collect_frozen(struct zf_loader *L, struct zf_error *err)
 
 /*
  * Tensors were numbered as found: params, frozen params, then the rest of
- * `module`. Reorders them into the model's state_dict() order, the key
- * order of `module`; anything `module` lacks follows in zero_to_fp32's
- * order (frozen, params, aliases).
+ * the state_dict. Reorders them into the model's state_dict() order, the
+ * order of L->modents; anything the state_dict lacks follows in
+ * zero_to_fp32's order (buffers, frozen, params, aliases), and tensors
+ * taken from a --base folder come last. Ties to a name the checkpoint
+ * does not hold (alias_of SIZE_MAX) are dropped: L->missing names them.
  */
 static int put_in_model_order(struct zf_loader *L, struct zf_error *err)
 {
@@ -452,7 +504,6 @@ static int put_in_model_order(struct zf_loader *L, struct zf_error *err)
 	size_t *new_of = malloc((n ? n : 1) * sizeof(*new_of));
 	struct zf_tensor *sorted = calloc(n ? n : 1, sizeof(*sorted));
 	struct zf_place *places = calloc(n ? n : 1, sizeof(*places));
-	const struct zf_pv *mod = L->module;
 	static const enum zf_tensor_kind rest[] = { ZF_KIND_BUFFER, ZF_KIND_FROZEN,
 						    ZF_KIND_PARAM, ZF_KIND_ALIAS };
 
@@ -462,65 +513,83 @@ static int put_in_model_order(struct zf_loader *L, struct zf_error *err)
 		free(places);
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	}
-	for (size_t i = 0; i < n; i++)
-		new_of[i] = ZF_STRMAP_NONE;
-	for (size_t i = 0; mod && i < mod->u.dict.n; i++) {
-		size_t j = zf_strmap_get(&L->names, mod->u.dict.keys[i]->u.str.s);
+	for (size_t i = 0; i < n; i++) {
+		const struct zf_tensor *t = &ck->tensors[i];
 
-		if (j != ZF_STRMAP_NONE && new_of[j] == ZF_STRMAP_NONE)
+		new_of[i] = ZF_STRMAP_NONE;
+		if (t->kind == ZF_KIND_ALIAS && t->alias_of == SIZE_MAX)
+			new_of[i] = SIZE_MAX - 1; /* dropped (the name map still uses its name) */
+	}
+	for (size_t i = 0; i < L->n_modents; i++) {
+		size_t j = zf_strmap_get(&L->names, L->modents[i].name);
+
+		if (j != ZF_STRMAP_NONE && new_of[j] == ZF_STRMAP_NONE && !ck->tensors[j].from_base)
 			new_of[j] = k++;
 	}
-	for (size_t r = 0; r < sizeof(rest) / sizeof(rest[0]); r++)
+	for (size_t r = 0; r <= sizeof(rest) / sizeof(rest[0]); r++)
 		for (size_t i = 0; i < n; i++)
-			if (new_of[i] == ZF_STRMAP_NONE && ck->tensors[i].kind == rest[r])
+			if (new_of[i] == ZF_STRMAP_NONE &&
+			    (r == sizeof(rest) / sizeof(rest[0]) ? ck->tensors[i].from_base
+			     : !ck->tensors[i].from_base && ck->tensors[i].kind == rest[r]))
 				new_of[i] = k++;
 	for (size_t i = 0; i < n; i++) {
-		sorted[new_of[i]] = ck->tensors[i];
+		struct zf_tensor *t;
+
+		if (new_of[i] == SIZE_MAX - 1)
+			continue;
+		t = &sorted[new_of[i]];
+		*t = ck->tensors[i];
 		places[new_of[i]] = ck->places[i];
-		if (sorted[new_of[i]].kind == ZF_KIND_ALIAS)
-			sorted[new_of[i]].alias_of = new_of[ck->tensors[i].alias_of];
+		if (t->kind == ZF_KIND_ALIAS)
+			t->alias_of = new_of[t->alias_of];
+		if (t->same_as != (size_t)-1)
+			t->same_as = new_of[t->same_as];
 	}
+	/* The name map and the params' tensor indexes are of the old
+	 * order: the map goes; the params are not used after this. */
+	zf_strmap_release(&L->names);
+	for (size_t i = 0; i < n; i++)
+		if (new_of[i] == SIZE_MAX - 1)
+			free((char *)ck->tensors[i].name);
 	free(ck->tensors);
 	free(ck->places);
 	ck->tensors = sorted;
 	ck->places = places;
+	ck->info.n_tensors = k;
 	free(new_of);
-	/* The name map and the params' tensor indexes are of the old
-	 * order: the map goes; the params are not used after this. */
-	zf_strmap_release(&L->names);
 	return ZF_OK;
 }
 
 /*
- * Lists every other tensor of `module` in state_dict order and gives
- * buffers (and stage 1 frozen params) their data, then puts the list in
- * the model's order. Trainable params got their places from the layout,
- * frozen params from zf_collect_frozen().
+ * Lists every other tensor of the state_dict in its order and gives
+ * buffers (and frozen params only the state_dict holds) their data.
+ * Trainable params got their places from the layout, frozen params from
+ * zf_collect_frozen(); a second name of an earlier entry's data is marked
+ * (same_as) and gets its place with the ties (zf_resolve_ties()).
  */
 int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
 	const char *path = zf_model_path(L, 0);
-	const struct zf_pv *mod = L->module;
-	size_t n_mod = mod ? mod->u.dict.n : 0;
-	int rc;
+	int rc = zf_find_twins(L, err);
 
-	/* Everything in `module`, in its order: buffers, stage-1 frozen
-	 * params, tied aliases. Params seen above keep their index. */
-	for (size_t i = 0; i < n_mod; i++) {
-		const struct zf_pv *k = mod->u.dict.keys[i];
-		const struct zf_pv *alias_src;
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < L->n_modents; i++) {
+		const struct zf_modent *m = &L->modents[i];
+		const struct zf_pv *alias_src = zf_pv_get(L->shared, m->name);
 		struct zf_tensor *t;
 		size_t idx;
 		bool is_new;
 
-		if (!zf_pv_is(k, ZF_PV_STR))
-			return zf_fail_at(err, ZF_EFORMAT, path, "'module' has a non-string key");
-		alias_src = zf_pv_get(L->shared, k->u.str.s);
-		rc = add_tensor(L, k, &idx, &is_new, err);
+		rc = zf_add_tensor(L, m->name, m->len, &idx, &is_new, err);
 		if (rc)
 			return rc;
 		t = &ck->tensors[idx];
+		/* The model's own dtype of each tensor: its first entry (a
+		 * ZeRO-3 placeholder keeps the param's dtype). */
+		if (!L->mod_dtype[idx])
+			L->mod_dtype[idx] = value_dtype(m->val);
 		if (zf_pv_is(alias_src, ZF_PV_STR)) {
 			if (!is_new)
 				continue; /* listed as a param: DeepSpeed keeps the first name */
@@ -531,12 +600,15 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 			continue;
 		if (in_list(L->buffer_names, t->name)) {
 			t->kind = ZF_KIND_BUFFER;
-			rc = from_view(L, mod->u.dict.vals[i], idx, true, err);
+			rc = from_view(L, m->f, m->val, idx, true, err);
+		} else if (L->twin_of[i] != SIZE_MAX) {
+			/* Its kind and place are its first name's. */
+			t->same_as = zf_strmap_get(&L->names, L->modents[L->twin_of[i]].name);
 		} else if (ck->info.stage != 3) {
-			/* Stage 1 records no frozen params: `module` holds the
-			 * only copy (in the training dtype). */
+			/* Stage 0/1 record no frozen params: the state_dict
+			 * holds the only copy (in the training dtype). */
 			t->kind = ZF_KIND_FROZEN;
-			rc = from_view(L, mod->u.dict.vals[i], idx, true, err);
+			rc = from_view(L, m->f, m->val, idx, true, err);
 		} else {
 			return zf_fail_at(err, ZF_EFORMAT, path,
 					  "'%s' is in the model, but the checkpoint holds no data for it (not in param_shapes, frozen_param_shapes or buffer_names)",
@@ -546,20 +618,21 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 			return rc;
 	}
 
-	/* Buffers named but absent from `module` cannot be served. */
+	/* Buffers named but absent from the state_dict cannot be served. */
 	if (zf_pv_is(L->buffer_names, ZF_PV_LIST) || zf_pv_is(L->buffer_names, ZF_PV_TUPLE)) {
 		for (size_t i = 0; i < L->buffer_names->u.seq.n; i++) {
-			const struct zf_pv *s = L->buffer_names->u.seq.items[i];
+			const struct zf_pv *b = L->buffer_names->u.seq.items[i];
 
-			if (zf_pv_is(s, ZF_PV_STR) &&
-			    zf_strmap_get(&L->names, s->u.str.s) == ZF_STRMAP_NONE)
+			if (zf_pv_is(b, ZF_PV_STR) &&
+			    zf_strmap_get(&L->names, b->u.str.s) == ZF_STRMAP_NONE)
 				return zf_fail_at(err, ZF_EFORMAT, path,
-						  "buffer '%s' is listed in buffer_names but missing from 'module'",
-						  s->u.str.s);
+						  L->module ? "buffer '%s' is listed in buffer_names but missing from 'module'"
+							    : "buffer '%s' is listed in buffer_names but in none of the layer files",
+						  b->u.str.s);
 		}
 	}
 
-	/* Tied aliases not in `module` still exist in the model. */
+	/* Tied aliases not in the state_dict still exist in the model. */
 	if (L->shared) {
 		for (size_t i = 0; i < L->shared->u.dict.n; i++) {
 			const struct zf_pv *k = L->shared->u.dict.keys[i];
@@ -568,40 +641,24 @@ int zf_collect_tensors(struct zf_loader *L, struct zf_error *err)
 
 			if (!zf_pv_is(k, ZF_PV_STR) || !zf_pv_is(L->shared->u.dict.vals[i], ZF_PV_STR))
 				return zf_fail_at(err, ZF_EFORMAT, path, "shared_params holds a non-string");
-			rc = add_tensor(L, k, &idx, &is_new, err);
+			/* A NUL would cut the name into another tensor's. */
+			if (memchr(L->shared->u.dict.vals[i]->u.str.s, '\0',
+				   L->shared->u.dict.vals[i]->u.str.len))
+				return zf_fail_at(err, ZF_EFORMAT, path,
+						  "tied parameter '%s' points at a name with a NUL byte",
+						  k->u.str.s);
+			rc = zf_add_tensor(L, k->u.str.s, k->u.str.len, &idx, &is_new, err);
 			if (rc)
 				return rc;
 			if (is_new)
 				ck->tensors[idx].kind = ZF_KIND_ALIAS;
 		}
 	}
+	return ZF_OK;
+}
 
-	/* Resolve aliases to their sources (one level; chains are followed). */
-	for (size_t i = 0; i < ck->info.n_tensors; i++) {
-		struct zf_tensor *t = &ck->tensors[i];
-		const char *src = t->name;
-		size_t j = i, hops = 0;
-
-		if (t->kind != ZF_KIND_ALIAS)
-			continue;
-		while (j != ZF_STRMAP_NONE && ck->tensors[j].kind == ZF_KIND_ALIAS && hops++ < 64) {
-			const struct zf_pv *s = zf_pv_get(L->shared, src);
-
-			/* A NUL would cut the name into another tensor's. */
-			if (memchr(s->u.str.s, '\0', s->u.str.len))
-				return zf_fail_at(err, ZF_EFORMAT, path,
-						  "tied parameter '%s' points at a name with a NUL byte",
-						  t->name);
-			src = s->u.str.s;
-			j = zf_strmap_get(&L->names, src);
-		}
-		if (j == ZF_STRMAP_NONE || ck->tensors[j].kind == ZF_KIND_ALIAS)
-			return zf_fail_at(err, ZF_EFORMAT, path,
-					  "tied parameter '%s' points at a parameter the checkpoint does not hold",
-					  t->name);
-		t->alias_of = j;
-		ck->places[i].kind = ZF_PLACE_NONE;
-	}
+int zf_order_tensors(struct zf_loader *L, struct zf_error *err)
+{
 	return put_in_model_order(L, err);
 }
 
@@ -610,10 +667,11 @@ int zf_find_train_dtype(struct zf_loader *L)
 	struct zf_ckpt *ck = L->ck;
 	const struct zf_pv *cfg = zf_pv_get(L->model[0].root, "ds_config");
 
-	for (size_t i = 0; i < L->n_params; i++) {
-		enum zf_dtype dt = module_dtype(L, L->params[i].name);
+	for (size_t i = 0; i < ck->info.n_tensors; i++) {
+		enum zf_dtype dt = L->mod_dtype[i];
 
-		if (zf_dtype_is_float(dt)) {
+		if (ck->tensors[i].kind == ZF_KIND_PARAM && ck->tensors[i].same_as == (size_t)-1 &&
+		    zf_dtype_is_float(dt)) {
 			ck->info.train_dtype = dt;
 			return ZF_OK;
 		}
@@ -637,19 +695,13 @@ void zf_finish_dtypes(struct zf_loader *L)
 
 	for (size_t i = 0; i < ck->info.n_tensors; i++) {
 		struct zf_tensor *t = &ck->tensors[i];
-		enum zf_dtype dt = module_dtype(L, t->name);
+		enum zf_dtype dt = L->mod_dtype[i];
 
-		if (t->kind == ZF_KIND_ALIAS) {
-			const struct zf_tensor *s = &ck->tensors[t->alias_of];
-
-			t->ndim = s->ndim;
-			memcpy(t->shape, s->shape, sizeof(t->shape));
-			t->numel = s->numel;
-			t->src_dtype = s->src_dtype;
-			t->model_dtype = s->model_dtype ? s->model_dtype : s->src_dtype;
+		if (t->kind == ZF_KIND_ALIAS)
 			continue;
-		}
-		if (t->kind == ZF_KIND_PARAM)
+		/* A trainable param (and a frozen one a --base folder gave)
+		 * is held in the training dtype unless the model said. */
+		if (t->kind == ZF_KIND_PARAM || (t->from_base && zf_dtype_is_float(t->src_dtype)))
 			t->model_dtype = dt ? dt : ck->info.train_dtype;
 		else
 			t->model_dtype = dt ? dt : t->src_dtype;
@@ -657,9 +709,21 @@ void zf_finish_dtypes(struct zf_loader *L)
 	for (size_t i = 0; i < ck->info.n_tensors; i++) {
 		struct zf_tensor *t = &ck->tensors[i];
 
-		if (t->kind == ZF_KIND_ALIAS)
-			t->model_dtype = ck->tensors[t->alias_of].model_dtype;
-		if (t->kind == ZF_KIND_PARAM || t->kind == ZF_KIND_FROZEN)
+		if (t->kind == ZF_KIND_ALIAS) {
+			const struct zf_tensor *s;
+
+			if (t->alias_of == SIZE_MAX)
+				continue;
+			s = &ck->tensors[t->alias_of];
+			t->ndim = s->ndim;
+			memcpy(t->shape, s->shape, sizeof(t->shape));
+			t->numel = s->numel;
+			t->src_dtype = s->src_dtype;
+			t->model_dtype = s->model_dtype;
+			continue;
+		}
+		if ((t->kind == ZF_KIND_PARAM || t->kind == ZF_KIND_FROZEN) &&
+		    t->same_as == (size_t)-1)
 			ck->info.n_params += t->numel;
 	}
 }

@@ -15,21 +15,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "io.h"
 #include "strmap.h"
 #include "zerofs/convert.h"
 #include "zerofs/safetensors.h"
 
-/* The dtype tensor t is served in when floats are served as dtype. */
+/*
+ * The dtype tensor t is served in when floats are served as dtype, or,
+ * with --dtype auto (dtype ZF_DT_INVALID), in the dtype the model itself
+ * held it in: a float buffer a bf16 run kept in fp32 (DeepSpeed >= 0.19.2
+ * casts params only) stays fp32.
+ */
 static enum zf_dtype served_dtype(const struct zf_tensor *t, enum zf_dtype dtype)
 {
 	enum zf_dtype own = t->model_dtype ? t->model_dtype : t->src_dtype;
 
 	/* Integer buffers keep their type; so does float64, which the
 	 * conversion kernels do not handle (torch would convert it). */
-	if (!zf_dtype_is_float(own) || own == ZF_DT_F64 || t->src_dtype == ZF_DT_F64)
+	if (!dtype || !zf_dtype_is_float(own) || own == ZF_DT_F64 || t->src_dtype == ZF_DT_F64)
 		return own;
 	return dtype;
+}
+
+static bool has_config(const char *dir)
+{
+	char *p = dir ? zf_absolute_path(dir, "config.json") : NULL;
+	struct stat st;
+	bool yes = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+
+	free(p);
+	return yes;
 }
 
 static int choose_prefix(const struct zf_ckpt *ck, const char *want,
@@ -158,6 +175,8 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 	int rc;
 
 	*out = NULL;
+	if (ci->incomplete && !o.allow_incomplete)
+		return zf_fail_at(err, ZF_EUNSUPPORTED, ci->incomplete_where, "%s", ci->incomplete);
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
@@ -192,7 +211,7 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 		vt[n].name = t->name + plen;
 		vt[n].tensor = i;
 		vt[n].src = t;
-		vt[n].dtype = served_dtype(t, d->info.dtype);
+		vt[n].dtype = served_dtype(t, o.dtype);
 		vt[n].nbytes = t->numel * zf_dtype_size(vt[n].dtype);
 		if (!vt[n].name[0]) {
 			rc = zf_fail(err, ZF_EUSAGE, "stripping '%s' leaves tensor '%s' without a name",
@@ -249,7 +268,11 @@ int zf_hfdir_build(const struct zf_ckpt *ck,
 		e->f.size = len;
 	}
 
+	/* The config and tokenizer beside the checkpoint, else those of
+	 * the --base model it was completed from. */
 	meta_dir = o.config_dir ? o.config_dir : ci->hf_dir;
+	if (!o.config_dir && ci->base_dir && !has_config(ci->hf_dir))
+		meta_dir = ci->base_dir;
 	if (meta_dir) {
 		bool found;
 

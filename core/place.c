@@ -116,6 +116,72 @@ void zf_rank_tables_release(struct zf_rank_tables *lay)
 	memset(lay, 0, sizeof(*lay));
 }
 
+int zf_place_strided(struct zf_rank_tables *lay, uint32_t file, uint64_t offset,
+		     uint32_t ndim, const uint64_t *sizes,
+		     const uint64_t *strides, struct zf_place *pl,
+		     struct zf_error *err)
+{
+	uint64_t v[1 + 2 * ZF_MAX_DIMS], n[ZF_MAX_DIMS], s[ZF_MAX_DIMS];
+	uint32_t nd = 0;
+	uint64_t numel = 1;
+
+	for (uint32_t i = 0; i < ndim; i++)
+		numel *= sizes[i];
+	/* Outer to inner: drop size-1 dimensions; merge a dimension into the
+	 * one inside it when it steps over exactly that one's extent. */
+	for (uint32_t i = 0; numel && i < ndim; i++) {
+		if (sizes[i] == 1)
+			continue;
+		n[nd] = sizes[i];
+		s[nd] = strides[i];
+		while (nd > 0 && s[nd - 1] == s[nd] * n[nd]) {
+			n[nd - 1] *= n[nd];
+			s[nd - 1] = s[nd];
+			nd--;
+		}
+		nd++;
+	}
+	if (!numel || nd == 0 || (nd == 1 && s[0] == 1)) {
+		pl->kind = ZF_PLACE_WHOLE;
+		pl->u.whole.file = file;
+		pl->u.whole.offset = offset;
+		return ZF_OK;
+	}
+	v[0] = nd;
+	memcpy(v + 1, n, nd * sizeof(*n));
+	memcpy(v + 1 + nd, s, nd * sizeof(*s));
+	pl->kind = ZF_PLACE_STRIDED;
+	pl->u.strided.file = file;
+	pl->u.strided.offset = offset;
+	return zf_tables_intern(&lay->tables, v, 1 + 2 * (size_t)nd, &pl->u.strided.dims, err);
+}
+
+void zf_place_dims(const struct zf_rank_tables *lay, const struct zf_place *pl,
+		   uint32_t *nd, const uint64_t **sizes, const uint64_t **strides)
+{
+	size_t n;
+	const uint64_t *v = zf_tables_get(&lay->tables, pl->u.strided.dims, &n);
+
+	*nd = (uint32_t)v[0];
+	*sizes = v + 1;
+	*strides = v + 1 + v[0];
+}
+
+uint64_t zf_place_span(const struct zf_rank_tables *lay,
+		       const struct zf_place *pl, uint64_t esize, uint64_t numel)
+{
+	const uint64_t *n, *s;
+	uint64_t last = 0;
+	uint32_t nd;
+
+	if (pl->kind != ZF_PLACE_STRIDED)
+		return numel * esize;
+	zf_place_dims(lay, pl, &nd, &n, &s);
+	for (uint32_t i = 0; i < nd; i++)
+		last += (n[i] - 1) * s[i]; /* proven not to overflow at open */
+	return (last + 1) * esize;
+}
+
 /* The first of n (end, offset) pairs whose end is past element e. */
 static size_t find_pair(const uint64_t *v, size_t n, uint64_t e)
 {
@@ -200,6 +266,35 @@ void zf_place_map(const struct zf_rank_tables *lay, const struct zf_place *pl,
 		run->file = lay->first_model + s.rank;
 		run->offset = v[pl->u.frag3.index] + s.in;
 		run->len = len < s.bytes - s.in ? len : s.bytes - s.in;
+		return;
+	}
+	case ZF_PLACE_BASE: {
+		uint64_t bytes = t->numel * zf_dtype_size(t->src_dtype);
+
+		run->file = pl->u.base.file;
+		run->offset = pl->u.base.offset + off;
+		run->len = len < bytes - off ? len : bytes - off;
+		return;
+	}
+	case ZF_PLACE_STRIDED: {
+		/* The element holding byte off, by its index in each
+		 * dimension; a run is the rest of its row when the innermost
+		 * dimension is contiguous, else the rest of the element. */
+		uint64_t es = zf_dtype_size(t->src_dtype), e = off / es, pos = 0, left;
+		const uint64_t *sz, *st;
+		uint32_t nd;
+
+		zf_place_dims(lay, pl, &nd, &sz, &st);
+		left = st[nd - 1] == 1 ? sz[nd - 1] - e % sz[nd - 1] : 1;
+		for (uint32_t d = nd; d-- > 0;) {
+			pos += e % sz[d] * st[d];
+			e /= sz[d];
+		}
+		run->file = pl->u.strided.file;
+		run->offset = pl->u.strided.offset + pos * es + off % es;
+		run->len = left * es - off % es;
+		if (run->len > len)
+			run->len = len;
 		return;
 	}
 	case ZF_PLACE_NONE:

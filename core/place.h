@@ -28,6 +28,8 @@ enum zf_place_kind {
 	ZF_PLACE_ZERO3,	 /* ZeRO-3 parameter in every rank's fp32 flat space */
 	ZF_PLACE_ZERO12, /* ZeRO-1/2 parameter in its group's fp32 partitions */
 	ZF_PLACE_FRAG3,	 /* ZeRO-3 frozen parameter: one fragment per rank */
+	ZF_PLACE_STRIDED, /* a view with strides (transposed, sliced, expanded) */
+	ZF_PLACE_BASE,	 /* contiguous bytes in a --base safetensors file */
 };
 
 struct zf_place {
@@ -50,6 +52,17 @@ struct zf_place {
 		struct {
 			uint32_t index; /* column in the ranks' fragment tables */
 		} frag3;
+		struct {
+			uint32_t file;
+			/* Table id of [ndim, sizes..., strides...] in
+			 * elements, dimensions coalesced (zf_place_strided). */
+			uint32_t dims;
+			uint64_t offset; /* absolute byte offset of element 0 */
+		} strided;
+		struct {
+			uint32_t file;	 /* a --base file, index in the files */
+			uint64_t offset; /* absolute byte offset of element 0 */
+		} base;
 	} u;
 };
 
@@ -102,6 +115,26 @@ struct zf_rank_tables {
 };
 
 void zf_rank_tables_release(struct zf_rank_tables *lay);
+
+/*
+ * The place of a view of file `file` whose element 0 is at byte offset,
+ * with ndim sizes and strides (in elements, each >= 0): dimensions of
+ * size 1 are dropped and neighbours that are contiguous with each other
+ * merged, so that a row-major view becomes ZF_PLACE_WHOLE and the rest
+ * ZF_PLACE_STRIDED with as few dimensions as describe it. ZF_ENOMEM.
+ */
+int zf_place_strided(struct zf_rank_tables *lay, uint32_t file, uint64_t offset,
+		     uint32_t ndim, const uint64_t *sizes,
+		     const uint64_t *strides, struct zf_place *pl,
+		     struct zf_error *err);
+
+/* A strided place's coalesced dimensions: *nd of them, sizes and strides. */
+void zf_place_dims(const struct zf_rank_tables *lay, const struct zf_place *pl,
+		   uint32_t *nd, const uint64_t **sizes, const uint64_t **strides);
+
+/* The bytes a strided place reaches: [offset, offset + *span). */
+uint64_t zf_place_span(const struct zf_rank_tables *lay,
+		       const struct zf_place *pl, uint64_t esize, uint64_t numel);
 
 /*
  * The run holding byte off of a tensor t placed at pl, cut at len (see

@@ -233,7 +233,7 @@ void zf_vfile_segment(const struct zf_hfdir *d, const struct zf_vfile *f,
 		return;
 	if (t->offset + t->nbytes - off < *n)
 		*n = t->offset + t->nbytes - off;
-	if (t->dtype != t->src->src_dtype)
+	if (t->dtype != t->src->src_dtype || zf_ckpt_gathers(d->info.ck, t->tensor))
 		return;
 	if (zf_ckpt_map(d->info.ck, t->tensor, off - t->offset, *n, &run))
 		return;

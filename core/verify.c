@@ -131,21 +131,28 @@ static void check_sources(struct builder *b, const struct zf_ckpt *ck)
 		    ci->n_files, (unsigned long long)ci->files_bytes);
 }
 
+/* The torch files: all but a --base folder's safetensors files. */
+static size_t n_torch_files(const struct zf_ckpt *ck)
+{
+	return zf_ckpt_info(ck)->n_files - zf_ckpt_info(ck)->n_base_files;
+}
+
 /* Two zip readers, ours and libzip, agree on every zip's directory. A
  * file in torch's legacy format has no directory for a second reader:
  * its pickles are parsed and its records walked again, and the report
  * says that this is all that was done. */
 static void check_zip(struct builder *b, const struct zf_ckpt *ck)
 {
-	size_t bad = 0, legacy = 0, n = zf_ckpt_info(ck)->n_files;
+	size_t bad = 0, legacy = 0, n = n_torch_files(ck);
 
 	begin(b);
 	for (size_t i = 0; i < n; i++) {
 		struct zf_error e = { 0 };
+		int rc = zf_ckpt_check_zip(ck, i, &e);
 
 		if (zf_ckpt_file_kind(ck, i) == ZF_CONTAINER_LEGACY)
 			legacy++;
-		if (zf_ckpt_check_zip(ck, i, &e)) {
+		if (rc) {
 			bad++;
 			add(b, "zip", false, zf_source_path(zf_ckpt_file(ck, i)), "%s", e.msg);
 		}
@@ -539,7 +546,7 @@ static void collect(struct builder *b, struct job *j)
 
 	if (j->o->crc) {
 		begin(b);
-		for (size_t i = 0; i < zf_ckpt_info(ck)->n_files; i++) {
+		for (size_t i = 0; i < n_torch_files(ck); i++) {
 			const struct zf_error *e = &j->crc_err[i];
 			const char *path = zf_source_path(zf_ckpt_file(ck, i));
 
@@ -607,6 +614,7 @@ int zf_verify(const struct zf_hfdir *d, const struct zf_verify_options *o,
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		goto out;
 	}
+	b.r->cannot_judge = zf_ckpt_info(ck)->incomplete;
 	check_sources(&b, ck);
 	check_zip(&b, ck);
 	check_extents(&b, ck);
@@ -646,7 +654,7 @@ int zf_verify(const struct zf_hfdir *d, const struct zf_verify_options *o,
 		}
 	}
 	if (opts.crc) {
-		for (size_t i = 0; i < n_files; i++) {
+		for (size_t i = 0; i < n_torch_files(ck); i++) {
 			uint64_t size = zf_source_size(zf_ckpt_file(ck, i));
 
 			j.items[j.n_items++] = (struct item){ true, i, size };

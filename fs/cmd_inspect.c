@@ -39,6 +39,8 @@ static const char inspect_usage[] =
 	"  -t, --tag TAG         read this tag folder instead of the one 'latest' names\n"
 	"  --dtype, --max-shard-size, --strip-prefix, --config: as for mount; the summary\n"
 	"                        says what a mount with them would serve\n"
+	"  --base DIR            as for mount: complete a partial checkpoint with the\n"
+	"                        tensors it lacks from DIR, the base model's folder\n"
 	"  -h, --help            show this help\n\n"
 	"examples:\n"
 	"  zerofs inspect out/checkpoint-1000\n"
@@ -155,10 +157,27 @@ static void shape_str(const struct zf_tensor *t, char *buf, size_t size)
 		snprintf(buf + used, size - used, "]");
 }
 
+const char *inspect_file_format(const struct zf_ckpt *ck, size_t i)
+{
+	enum zf_container_kind kind = zf_ckpt_file_kind(ck, i);
+
+	return kind ? zf_container_kind_name(kind) : "safetensors";
+}
+
 const char *inspect_optimizer_str(const struct zf_ckpt_info *ci)
 {
-	if (ci->optimizer == ZF_OPT_BF16)
+	switch (ci->optimizer) {
+	case ZF_OPT_BF16:
 		return "BF16_Optimizer";
+	case ZF_OPT_FP16:
+		return "FP16_Optimizer";
+	case ZF_OPT_FP16_UNFUSED:
+		return "FP16_UnfusedOptimizer";
+	case ZF_OPT_NONE:
+		return "none (fp32 without ZeRO: the model states hold the weights)";
+	case ZF_OPT_ZERO:
+		break;
+	}
 	return ci->stage == 3 ? "DeepSpeedZeroOptimizer_Stage3" : "DeepSpeedZeroOptimizer";
 }
 
@@ -290,8 +309,22 @@ static void print_summary(const struct inspect_args *a, const struct zf_ckpt *ck
 
 			printf("  %-52s %14" PRIu64 "  %s\n", cli_esc(zf_source_name(s)),
 			       zf_source_size(s),
-			       zf_container_kind_name(zf_ckpt_file_kind(ck, i)));
+			       inspect_file_format(ck, i));
 		}
+	if (ci->base_dir) {
+		size_t from = 0;
+
+		for (size_t i = 0; i < ci->n_tensors; i++)
+			from += zf_ckpt_tensor(ck, i)->from_base;
+		printf("base         %s (%zu tensors from it)\n", cli_esc(ci->base_dir), from);
+	}
+	if (ci->incomplete)
+		printf("partial      %s\n", cli_esc(ci->incomplete));
+	if (!asked->dir && ci->incomplete && asked->err.status == ZF_EUNSUPPORTED &&
+	    !strcmp(asked->err.msg, ci->incomplete)) {
+		printf("served       a mount fails: the checkpoint is partial (above)\n");
+		return;
+	}
 	if (!asked->dir) {
 		printf("served       a mount fails: %s\n",
 		       cli_esc(zf_error_format(&asked->err, buf, sizeof(buf))));
@@ -346,6 +379,10 @@ static void print_table(const struct inspect_args *a, const struct zf_ckpt *ck)
 		       zf_dtype_torch_name(t->model_dtype));
 		if (t->kind == ZF_KIND_ALIAS)
 			printf("  (tied to %s)", cli_esc(zf_ckpt_tensor(ck, t->alias_of)->name));
+		else if (t->same_as != (size_t)-1)
+			printf("  (same data as %s)", cli_esc(zf_ckpt_tensor(ck, t->same_as)->name));
+		else if (t->from_base)
+			printf("  (from --base)");
 		printf("\n");
 	}
 }

@@ -233,14 +233,25 @@ static const char *scope(const struct out *o, const struct zf_verify_options *vo
 	return "";
 }
 
-/* Prints the verdict; returns the exit code. */
-static int finish(struct out *o, const struct zf_verify_options *vo, bool interrupted)
+/*
+ * Prints the verdict; returns the exit code. A problem found in what is
+ * there makes it unsound (1) even when the checkpoint is not the whole
+ * model; otherwise a partial checkpoint cannot be judged (3).
+ */
+static int finish(struct out *o, const struct zf_verify_options *vo, bool interrupted,
+		  const char *cannot_judge)
 {
+	bool judge = !o->problems && cannot_judge;
 	char *text, buf[128];
 
 	if (o->json) {
-		cJSON_AddBoolToObject(o->root, "sound", !o->problems && !interrupted);
+		if (judge)
+			cJSON_AddNullToObject(o->root, "sound");
+		else
+			cJSON_AddBoolToObject(o->root, "sound", !o->problems && !interrupted);
 		cJSON_AddNumberToObject(o->root, "problems", (double)o->problems);
+		if (cannot_judge)
+			cJSON_AddStringToObject(o->root, "cannot_judge", cannot_judge);
 		if (interrupted)
 			cJSON_AddBoolToObject(o->root, "interrupted", true);
 		text = cJSON_Print(o->root);
@@ -251,13 +262,17 @@ static int finish(struct out *o, const struct zf_verify_options *vo, bool interr
 		if (o->problems)
 			printf("unsound: %zu problem%s%s\n", o->problems,
 			       o->problems == 1 ? "" : "s", scope(o, vo, buf, sizeof(buf)));
+		else if (judge)
+			printf("cannot judge: %s\n", cli_esc(cannot_judge));
 		else
 			printf("sound%s\n", scope(o, vo, buf, sizeof(buf)));
 	}
 	fflush(stdout);
 	if (interrupted)
 		return 128 + stop_signal;
-	return o->problems ? ZF_EXIT_UNSOUND : ZF_EXIT_OK;
+	if (o->problems)
+		return ZF_EXIT_UNSOUND;
+	return judge ? ZF_EXIT_INPUT : ZF_EXIT_OK;
 }
 
 /* The checks a run leaves out, as "skip" lines (or not_checked). */
@@ -373,7 +388,7 @@ int cmd_verify(int argc, char **argv)
 		rc = open_failed(&o, path, "open", &err);
 		if (rc == ZF_EXIT_UNSOUND) {
 			say_skipped(&o, &a.vo);
-			rc = finish(&o, &a.vo, false);
+			rc = finish(&o, &a.vo, false, NULL);
 		}
 		goto out;
 	}
@@ -386,11 +401,14 @@ int cmd_verify(int argc, char **argv)
 		 ci->tag, ci->stage, ci->world_size, ci->world_size == 1 ? "" : "s",
 		 ci->n_files, ci->n_tensors);
 	line(&o, "open", true, path, msg);
+	/* A partial checkpoint is checked as far as it goes; the verdict
+	 * then says it cannot judge the whole. */
+	a.so.dir.allow_incomplete = true;
 	if (zf_hfdir_build(ck, &a.so.dir, &dir, &err)) {
 		rc = open_failed(&o, path, "directory", &err);
 		if (rc == ZF_EXIT_UNSOUND) {
 			say_skipped(&o, &a.vo);
-			rc = finish(&o, &a.vo, false);
+			rc = finish(&o, &a.vo, false, NULL);
 		}
 		goto out;
 	}
@@ -439,10 +457,12 @@ int cmd_verify(int argc, char **argv)
 	/* Problems counted but not listed are in the summary line already. */
 	o.problems = rep->n_problems;
 	say_skipped(&o, &a.vo);
+	if (rep->cannot_judge)
+		skipped(&o, "whole", "not the whole model: the checks cover what the checkpoint holds");
 	print_digests(&o, rep);
 	if (rep->interrupted)
 		cli_error("interrupted before the checks were done; no verdict");
-	rc = finish(&o, &a.vo, rep->interrupted);
+	rc = finish(&o, &a.vo, rep->interrupted, rep->cannot_judge);
 out:
 	cJSON_Delete(o.root);
 	zf_verify_free(rep);

@@ -48,6 +48,10 @@ static cJSON *tensor_json(const struct zf_ckpt *ck, size_t i, bool extents)
 	cJSON_AddNumberToObject(o, "numel", (double)t->numel);
 	if (t->kind == ZF_KIND_ALIAS)
 		cJSON_AddStringToObject(o, "source", zf_ckpt_tensor(ck, t->alias_of)->name);
+	else if (t->same_as != (size_t)-1)
+		cJSON_AddStringToObject(o, "same_as", zf_ckpt_tensor(ck, t->same_as)->name);
+	if (t->from_base)
+		cJSON_AddBoolToObject(o, "from_base", true);
 	if (extents && t->kind != ZF_KIND_ALIAS)
 		cJSON_AddItemToObject(o, "extents", extents_json(ck, i));
 	return o;
@@ -140,6 +144,14 @@ int inspect_print_json(const struct inspect_args *a, const struct zf_ckpt *ck,
 	if (ci->global_steps != UINT64_MAX)
 		cJSON_AddNumberToObject(root, "global_steps", (double)ci->global_steps);
 	cJSON_AddNumberToObject(root, "n_params", (double)ci->n_params);
+	if (ci->base_dir)
+		cJSON_AddStringToObject(root, "base", ci->base_dir);
+	if (ci->incomplete) {
+		cJSON *inc = cJSON_AddObjectToObject(root, "incomplete");
+
+		cJSON_AddStringToObject(inc, "where", ci->incomplete_where);
+		cJSON_AddStringToObject(inc, "message", ci->incomplete);
+	}
 	for (size_t i = 0; i < ci->n_tensors; i++)
 		n[zf_ckpt_tensor(ck, i)->kind]++;
 	counts = cJSON_AddObjectToObject(root, "tensor_counts");
@@ -153,8 +165,7 @@ int inspect_print_json(const struct inspect_args *a, const struct zf_ckpt *ck,
 		cJSON_AddStringToObject(f, "name", zf_source_name(s));
 		cJSON_AddStringToObject(f, "path", zf_source_path(s));
 		cJSON_AddNumberToObject(f, "size", (double)zf_source_size(s));
-		cJSON_AddStringToObject(f, "format",
-					zf_container_kind_name(zf_ckpt_file_kind(ck, i)));
+		cJSON_AddStringToObject(f, "format", inspect_file_format(ck, i));
 		cJSON_AddItemToArray(files, f);
 	}
 	cJSON_AddItemToObject(root, "files", files);

@@ -108,14 +108,15 @@ static int one_option(struct mount_req *r, const char *cmd, const char *key, con
 	};
 	static const char *const valued[] = {
 		"tag", "dtype", "max_shard_size", "max-shard-size", "strip_prefix",
-		"config", "threads", "readahead", "log", "uid", "gid", "umask", "fsname", NULL,
+		"config", "base", "threads", "readahead", "log", "uid", "gid", "umask", "fsname",
+		NULL,
 	};
 	const char *kept = NULL;
 	unsigned v;
 	char *end;
 
 	if (value && (!strcmp(key, "tag") || !strcmp(key, "strip_prefix") ||
-		      !strcmp(key, "config") || !strcmp(key, "log"))) {
+		      !strcmp(key, "config") || !strcmp(key, "base") || !strcmp(key, "log"))) {
 		kept = keep(r, value);
 		if (!kept)
 			return cli_usage(cmd, "-o %s=: too many options with values", key);
@@ -145,6 +146,8 @@ static int one_option(struct mount_req *r, const char *cmd, const char *key, con
 		return serve_opt(&r->so, 1003, kept, cmd);
 	if (!strcmp(key, "config"))
 		return serve_opt(&r->so, 1004, kept, cmd);
+	if (!strcmp(key, "base"))
+		return serve_opt(&r->so, 1005, kept, cmd);
 	if (!strcmp(key, "threads"))
 		return cli_number(cmd, "threads", value, 1, 256, &r->threads);
 	if (!strcmp(key, "readahead"))

@@ -34,6 +34,9 @@ int serve_opt(struct serve_opts *o, int c, const char *arg, const char *cmd)
 	case 1004:
 		o->dir.config_dir = arg;
 		return CLI_GO_ON;
+	case 1005:
+		o->ckpt.base_dir = arg;
+		return CLI_GO_ON;
 	}
 	return cli_usage(cmd, NULL);
 }

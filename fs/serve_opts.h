@@ -23,7 +23,8 @@ struct serve_opts {
 	{ "dtype", required_argument, NULL, 1001 },                  \
 	{ "max-shard-size", required_argument, NULL, 1002 },         \
 	{ "strip-prefix", required_argument, NULL, 1003 },           \
-	{ "config", required_argument, NULL, 1004 }
+	{ "config", required_argument, NULL, 1004 },                 \
+	{ "base", required_argument, NULL, 1005 }
 
 #define SERVE_HELP                                                                      \
 	"  --tag TAG             read this tag folder instead of the one 'latest' names\n" \
@@ -32,7 +33,10 @@ struct serve_opts {
 	"                        2GiB, 500MB, bytes; a lowercase b counts bits (5Gb)\n"    \
 	"  --strip-prefix P      remove P from every tensor name ('' keeps names; XTuner's\n" \
 	"                        'llm.' is removed without asking)\n"                        \
-	"  --config DIR          take config.json and tokenizer files from DIR\n"
+	"  --config DIR          take config.json and tokenizer files from DIR\n"              \
+	"  --base DIR            complete a partial checkpoint (frozen weights left out)\n" \
+	"                        with the tensors it lacks from DIR, the base model's\n"    \
+	"                        Hugging Face folder (safetensors; a hub snapshot works)\n"
 
 /* Handles option c (with optarg). Returns CLI_GO_ON when handled, or 2
  * after printing a usage error for cmd (a bad value, or an unknown

@@ -36,7 +36,7 @@ _zerofs()
 	--dtype) COMPREPLY=($(compgen -W "auto fp32 bf16 fp16" -- "$cur")); return ;;
 	--max-shard-size) COMPREPLY=($(compgen -W "5GB 2GB 1GB 500MB 5GiB" -- "$cur")); return ;;
 	--tag|--threads|--readahead|--strip-prefix) return ;;
-	--config) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+	--config|--base) COMPREPLY=($(compgen -d -- "$cur")); return ;;
 	--log) COMPREPLY=($(compgen -f -- "$cur")); return ;;
 	-o) COMPREPLY=($(compgen -W "allow_other auto_unmount uid= gid= umask= dtype= tag= max_shard_size= log= all" -- "$cur")); return ;;
 	esac

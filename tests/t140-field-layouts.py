@@ -12,10 +12,14 @@
     (an XTuner iter_N.pth/ with `latest` + global_stepN/, picked by
     mmengine's last_checkpoint; a Trainer run's checkpoint-N/ picked with
     --tag) is followed one level, and the tag shown says which;
-  * mixture-of-experts, pipeline (one stage or several) and
-    tensor-parallel checkpoints are refused naming exactly which, by
-    inspect, export and mount (exit 3), and verify exits 3 (cannot judge)
-    for them, not 1.
+  * mixture-of-experts, multi-stage pipeline and tensor-parallel
+    checkpoints are refused naming exactly which, by inspect, export and
+    mount (exit 3), and verify exits 3 (cannot judge) for them, not 1 --
+    by their file names, and by what rank 0's model states say when only
+    its files were copied (mp_world_size, expert parameter names); a
+    one-stage PipelineModule is served (tests/t142-field-loader.py), and
+    layer files beside a model states file that holds the model are
+    refused as files of two runs.
 """
 import glob
 import json
@@ -276,10 +280,6 @@ CASES = [
      [(MODEL, "layer_0_expert_0_mp_rank_01_model_states.pt", "mp_rank_01_model_states.pt")],
      MOE + "1 expert parameter file ('layer_0_expert_0_mp_rank_01_model_states.pt', ...)"
      + NOT_MOE),
-    ("one-stage PipelineModule (layer files)",
-     [(MODEL, "layer_00-model_states.pt", "layer_01-model_states.pt", "layer_02-model_states.pt")],
-     "PipelineModule checkpoint: its weights are in 3 layer files ('layer_00-model_states.pt', "
-     "...), which zerofs does not read"),
     ("three-stage pipeline",
      [(MODEL, "layer_00-model_states.pt", "layer_01-model_states.pt", "mp_rank_01_model_states.pt",
        "mp_rank_02_model_states.pt"),
@@ -314,6 +314,18 @@ for what, copies, frag in CASES:
     tap.ok(not os.path.exists(os.path.join(WORK, "out")), f"{what}: export created nothing")
     shutil.rmtree(ck)
 ck = fresh(base, "refuse")
+copy_as(ck, MODEL, "layer_00-model_states.pt", "layer_01-model_states.pt")
+where = "'%s': " % os.path.join(ck, "global_step3", MODEL)
+MIXED = ("holds the model ('module'), yet pipeline layer files ('layer_00-model_states.pt', "
+         "...) are beside it: files of different runs?")
+refused("layer files beside a model states file that holds the model: inspect", ["inspect", ck], 3,
+        where + MIXED)
+p = run(["verify", ck])
+tap.ok(p.returncode == 1 and ("FAIL  open       " + where + MIXED) in p.stdout,
+       "layer files beside a model states file that holds the model: verify says unsound",
+       (p.returncode, p.stdout[-400:]))
+shutil.rmtree(ck)
+ck = fresh(base, "refuse")
 copy_as(ck, MODEL, "layer_0_expert_0_mp_rank_00_model_states.pt")
 refused("MoE: mount refused", ["mount", ck, mnt], 3, MOE + "1 expert parameter file")
 tap.ok(not os.listdir(mnt) and not os.path.ismount(mnt), "MoE: nothing mounted")
@@ -330,10 +342,16 @@ FIELD_CASES = [
      "states.pt', ...) and 1 expert optimizer file" + NOT_MOE),
     ("pipe_s2_z1_ws2", "pipeline-parallel checkpoint with 2 stages (mp_rank_00 to mp_rank_01, "
      "5 layer files); zerofs does not serve multi-stage pipelines"),
-    ("pipe_s1_frozen_z1_ws2", "PipelineModule checkpoint: its weights are in 4 layer files "
-     "('layer_00-model_states.pt', ...), which zerofs does not read"),
-    ("v0.14.0_pipe_z1_ws2_bf16", "PipelineModule checkpoint: its weights are in 4 layer files "
-     "('layer_00-model_states.pt', ...), which zerofs does not read"),
+]
+# Only rank 0's files copied: the model states say what the names cannot.
+PARTS = [
+    ("pipe_s2_z1_ws2", ("mp_rank_01",), "mp_rank_00_model_states.pt': pipeline-parallel checkpoint "
+     "(mp_world_size 2) with only the files of stage 0 here; zerofs does not serve multi-stage "
+     "pipelines"),
+    ("moe_ep1_z2_ws2", ("expert", "expp_"), "mp_rank_00_model_states.pt': mixture-of-experts model "
+     "('moe.deepspeed_moe.gate.wg.weight'), without its expert files here; zerofs does not serve "
+     "mixture-of-experts (MoE) checkpoints"),
+    ("moe_ep1_z2_ws2", ("expp_",), "mixture-of-experts checkpoint: 2 expert parameter files"),
 ]
 if not os.path.isdir(FIELD):
     tap.skip("field fixtures", f"{FIELD} is absent")
@@ -343,6 +361,17 @@ else:
         where = "'%s': " % os.path.join(ck, "global_step3")
         refused(f"field {name}: inspect", ["inspect", ck], 3, where + frag)
         refused(f"field {name}: verify cannot judge", ["verify", "--json", ck], 3, where + frag)
+    for name, drop, frag in PARTS:
+        ck = fresh(os.path.join(FIELD, name), "part")
+        os.chmod(os.path.join(ck, "global_step3"), 0o755)
+        for f in os.listdir(os.path.join(ck, "global_step3")):
+            if any(d in f for d in drop):
+                os.unlink(os.path.join(ck, "global_step3", f))
+        what = " and ".join("'*%s*'" % d for d in drop)
+        refused(f"field {name} without its {what} files: inspect", ["inspect", ck], 3, frag)
+        refused(f"field {name} without its {what} files: verify cannot judge",
+                ["verify", ck], 3, frag)
+        shutil.rmtree(ck)
     multi = os.path.join(FIELD, "trainer_multi_z2_ws2")
     with open(os.path.join(FIELD, "trainer_multi_z2_ws2.ref.json")) as f:
         ref = json.load(f)

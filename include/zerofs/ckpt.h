@@ -52,6 +52,10 @@ enum zf_layout {
 enum zf_optimizer {
 	ZF_OPT_ZERO,	    /* DeepSpeedZeroOptimizer (stage 1/2) or Stage3 */
 	ZF_OPT_BF16,	    /* BF16_Optimizer: no zero_stage key */
+	ZF_OPT_FP16,	    /* ZeRO-0 FP16_Optimizer (fused): fp32_groups_flat in
+			     * the model states (bf16 too, DeepSpeed >= 0.17.6) */
+	ZF_OPT_FP16_UNFUSED, /* ZeRO-0 FP16_UnfusedOptimizer: fp32_groups */
+	ZF_OPT_NONE,	    /* ZeRO-0 fp32: the model states hold the weights */
 };
 
 struct zf_ckpt;
@@ -69,12 +73,21 @@ struct zf_ckpt_info {
 	size_t n_choices;	   /* folders holding a checkpoint it was chosen
 				    * among; 0 when not counted (`latest` named it) */
 	enum zf_optimizer optimizer;
-	int stage;		   /* ZeRO stage 1, 2 or 3 */
+	int stage;		   /* ZeRO stage 0 to 3, as the run was configured */
 	uint32_t world_size;	   /* data-parallel ranks */
 	enum zf_dtype train_dtype; /* F32, BF16 or F16 */
 	uint64_t global_steps;	   /* UINT64_MAX if absent */
 	uint64_t n_params;	   /* elements of params and frozen params, aliases not counted */
-	size_t n_files;		   /* model states files (rank order), then optimizer files */
+	size_t n_files;		   /* model states files (rank order), then optimizer
+				    * files, pipeline layer files, --base files */
+	size_t n_base_files;	   /* the last n_base_files files: --base safetensors */
+	const char *base_dir;	   /* the --base folder read, or NULL */
+	/* Not the whole model: why, and what is missing (a message for
+	 * people, about incomplete_where), or NULL when whole. The checkpoint
+	 * opens, so that it can be inspected and verified; a directory is
+	 * built from it only on request (zf_hfdir_options.allow_incomplete). */
+	const char *incomplete;
+	const char *incomplete_where;
 	uint64_t files_bytes;	   /* of all files */
 	struct timespec mtime;	   /* the newest file's modification time */
 	size_t n_tensors;
@@ -88,6 +101,13 @@ struct zf_tensor {
 	const char *name;		/* state_dict name as saved (prefix kept) */
 	enum zf_tensor_kind kind;
 	size_t alias_of;		/* ALIAS only: index of the tensor holding the data */
+	/* Not an alias, yet the same data as tensor same_as under a second
+	 * name (a module registered under two attribute names, a tie
+	 * DeepSpeed did not record): served on its own, with the bytes of
+	 * same_as (the fp32 master of a trainable one). (size_t)-1 when
+	 * the tensor is the only name of its data. */
+	size_t same_as;
+	bool from_base;			/* its bytes come from a --base file */
 	enum zf_dtype src_dtype;	/* dtype of the stored bytes */
 	enum zf_dtype model_dtype;	/* dtype of this tensor in the model itself */
 	uint32_t ndim;
@@ -97,6 +117,10 @@ struct zf_tensor {
 
 struct zf_ckpt_options {
 	const char *tag; /* NULL: read `latest` (or the folder is the tag) */
+	/* A Hugging Face model folder (local, or a hub cache snapshot or
+	 * repo folder) whose safetensors complete the model: every tensor
+	 * the checkpoint lacks is taken from it; NULL: none. */
+	const char *base_dir;
 };
 
 /*
@@ -153,8 +177,17 @@ int zf_ckpt_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
 		 size_t len, void *buf, struct zf_error *err);
 
 /*
+ * True when tensor i's bytes are not one run per file but gathered from
+ * many short ones (a view with strides, e.g. a transposed frozen matrix):
+ * read it with zf_ckpt_read(), which gathers efficiently, rather than
+ * copying the runs of zf_ckpt_map() one by one.
+ */
+bool zf_ckpt_gathers(const struct zf_ckpt *ck, size_t i);
+
+/*
  * The byte ranges of the files that tensor data is read from: each whole
- * tensor (buffers, stage 1/2 frozen params), each rank's fragment of a
+ * tensor (buffers, stage 1/2 frozen params, tensors of a --base file), the
+ * bytes a strided view's elements span, each rank's fragment of a
  * ZeRO-3 frozen param, and each rank's fp32 flat group (ZeRO-3) or
  * partition (ZeRO-1/2), inside which the trainable params lie apart by
  * construction. If two ranges overlap, some byte would be served as two
@@ -183,7 +216,8 @@ const char *zf_layout_str(enum zf_layout layout);
 
 /*
  * The format of file i: ZF_CONTAINER_ZIP or ZF_CONTAINER_LEGACY (torch's
- * legacy serialization, which stores no CRCs); 0 when i is out of range.
+ * legacy serialization, which stores no CRCs); 0 for a --base model's
+ * safetensors file (no torch.save file) and when i is out of range.
  */
 enum zf_container_kind zf_ckpt_file_kind(const struct zf_ckpt *ck, size_t i);
 

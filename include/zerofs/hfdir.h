@@ -80,6 +80,11 @@ struct zf_hfdir_options {
 	uint64_t max_shard_size;  /* 0: ZF_DEFAULT_SHARD_SIZE */
 	const char *strip_prefix; /* NULL: strip "llm." when every name has it; "": none */
 	const char *config_dir;	  /* NULL: the checkpoint's own folder */
+	/* Build even when the checkpoint is not the whole model
+	 * (zf_ckpt_info()->incomplete): verify checks what is there. By
+	 * default such a checkpoint is refused with ZF_EUNSUPPORTED, saying
+	 * what is missing. */
+	bool allow_incomplete;
 };
 
 struct zf_hfdir;

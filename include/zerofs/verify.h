@@ -98,12 +98,18 @@ struct zf_verify_report {
 	struct zf_verify_tensor *tensors;
 	size_t n_tensors;
 	bool interrupted;		    /* o->stop ended it early */
+	/* Why the checkpoint cannot be judged as a whole model (it lacks
+	 * tensors the model has: zf_ckpt_info()->incomplete, borrowed from
+	 * the checkpoint), or NULL. What is there is still checked. */
+	const char *cannot_judge;
 };
 
 /*
  * Runs the checks on d (and d->ck). A problem found is not a failure: it
  * is a finding with ok == false, and the result is sound exactly when
- * (*out)->n_problems == 0 and it was not interrupted. Returns ZF_ENOMEM
+ * (*out)->n_problems == 0, cannot_judge is NULL and it was not
+ * interrupted (a partial checkpoint's directory is built with
+ * zf_hfdir_options.allow_incomplete). Returns ZF_ENOMEM
  * (or ZF_EUSAGE for bad options) only when the checks could not be run;
  * *out is then NULL. Free the report with zf_verify_free() before d.
  */

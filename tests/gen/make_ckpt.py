@@ -177,6 +177,8 @@ class Entry:
         self.numel = int(np.prod(self.shape)) if self.shape else 1
         self.trainable = True
         self.alias_of = None
+        self.twin_of = None  # --twice: a second name of this module's param (not in shared_params)
+        self.view = None     # --views: how the model holds it ("T", "rows", "expand", "perm")
         self.big = False
         self.near_one = False  # --llama norm weights: 1 + noise
 
@@ -234,8 +236,23 @@ def build_model(a):
         e = Entry(P + "model.big.weight", (rows, cols), "param")
         e.big = True
         ents.append(e)
+    if a.fp32_buffer:
+        # kept float32 in a 16-bit run (DeepSpeed >= 0.19.2 casts params only)
+        ents.append(Entry(P + "model.rope_cache", (5,), "buffer", torch.float32))
+    if a.views:
+        for n, shape, dt, view in (("model.tbuf", (4, 3), "train", "T"),
+                                   ("model.itr", (3, 2), torch.int64, "T"),
+                                   ("model.rows", (3, 4), "train", "rows"),
+                                   ("model.expand", (3, 4), "train", "expand"),
+                                   ("model.perm", (2, 3, 4), "train", "perm")):
+            ents.append(Entry(P + n, shape, "buffer", dt))
+            ents[-1].view = view
     ents.append(Entry(P + "model.embed_tokens.weight", (V, H), "param"))
     ents.append(Entry(P + "model.embed_positions.weight", (M, H), "param"))
+    if a.views:
+        ft = Entry(P + "model.frozen_t.weight", (a.view_rows, a.view_rows + 2), "param")
+        ft.view, ft.trainable = "T", False
+        ents.append(ft)
     for l in range(a.layers):
         b = P + "model.layers.%d." % l
         ents.append(Entry(b + "input_layernorm.weight", (H,), "param"))
@@ -254,6 +271,13 @@ def build_model(a):
         ents.append(Entry(P + "model.empty.weight", (0, H), "param"))
         ents.append(Entry(P + "model.one.weight", (1,), "param"))
     ents.append(Entry(P + "model.norm.weight", (H,), "param"))
+    if a.twice:
+        # one nn.Linear registered as model.proj_a and model.proj_b
+        ents.append(Entry(P + "model.proj_a.weight", (H, H), "param"))
+        ents.append(Entry(P + "model.proj_a.bias", (H,), "param"))
+        for n in ("weight", "bias"):
+            ents.append(Entry(P + "model.proj_b." + n, (H, H) if n == "weight" else (H,), "param"))
+            ents[-1].twin_of = P + "model.proj_a." + n
     lm = Entry(P + "lm_head.weight", (V, H), "param")
     if a.tied:
         lm.alias_of = P + "model.embed_tokens.weight"
@@ -302,7 +326,8 @@ class Gen:
         self.rng = np.random.default_rng(a.seed)
         self.ents = build_model(a)
         self.byname = {e.name: e for e in self.ents}
-        self.params = [e for e in self.ents if e.kind == "param" and e.alias_of is None]
+        self.params = [e for e in self.ents
+                       if e.kind == "param" and e.alias_of is None and e.twin_of is None]
         self.buffers = [e for e in self.ents if e.kind == "buffer"]
         self.aliases = OD((e.name, e.alias_of) for e in self.ents if e.alias_of)
         self.trainable = [e for e in self.params if e.trainable]
@@ -326,9 +351,11 @@ class Gen:
         for e in self.buffers:
             if e.dtype is torch.int64:
                 t = torch.arange(e.numel, dtype=torch.int64).reshape(e.shape)
+            elif e.dtype is torch.float32:
+                t = torch.from_numpy(self.rand(e.numel, 1.0)).reshape(e.shape)
             else:
                 t = torch.from_numpy(self.rand(e.numel, 1.0)).reshape(e.shape).to(self.tdt)
-            self.native[e.name] = t
+            self.native[e.name] = self.as_view(e, t)
         for e in self.params:
             if e.big:
                 self.master[e.name] = None  # all zeros, never materialised
@@ -341,12 +368,33 @@ class Gen:
                 self.master[e.name] = v
                 self.native[e.name] = v.to(self.tdt)
             else:
-                self.native[e.name] = v.to(self.tdt)
+                self.native[e.name] = self.as_view(e, v.to(self.tdt))
+
+    def as_view(self, e, t):
+        """--views: t as the model holds it, not contiguous: a transpose, a slice of
+        wider rows, a row expanded, a permuted 3-D block (same values)."""
+        if e.view == "T":
+            return t.t().contiguous().t()
+        if e.view == "rows":
+            wide = torch.from_numpy(self.rand(t.shape[0] * (t.shape[1] + 2), 9.0)) \
+                .reshape(t.shape[0], t.shape[1] + 2).to(t.dtype)
+            wide[:, 1:-1] = t
+            return wide[:, 1:-1]
+        if e.view == "expand":
+            return t[:1].clone().expand(t.shape)
+        if e.view == "perm":
+            return t.permute(2, 0, 1).contiguous().permute(1, 2, 0)
+        return t
+
+    def module_copy(self, e, t):
+        """What `module` holds: a clone, or (--views) the view itself, strides kept
+        (DeepSpeed does not clone before torch.save)."""
+        return t if e.view else t.clone()
 
     # ---- common pieces --------------------------------------------------------------
     def ds_config(self):
         a = self.a
-        zo = OD([("stage", a.stage)])
+        zo = OD([("stage", 0 if a.zero0 else a.stage)])
         if a.stage == 3:
             if a.persistence_threshold >= 0:
                 zo["stage3_param_persistence_threshold"] = a.persistence_threshold
@@ -437,7 +485,7 @@ class Gen:
         d["param_shapes"] = param_shapes
         d["frozen_param_shapes"] = fshapes
         d["shared_params"] = ({fresh(k): fresh(v) for k, v in self.aliases.items()}
-                              if rank == 0 else {})
+                              if rank == 0 and not self.a.empty_shared else {})
         d["frozen_param_fragments"] = ffrags
         d["lr_scheduler"] = self.lr_sched()
         d["data_sampler"] = None
@@ -538,13 +586,14 @@ class Gen:
             ph = {}
             for e in self.ents:
                 if e.kind == "buffer":
-                    module[fresh(e.name)] = self.native[e.name].clone()
-                elif e.alias_of:
-                    module[fresh(e.name)] = ph[e.alias_of].view(0)
+                    module[fresh(e.name)] = self.module_copy(e, self.native[e.name])
+                elif e.alias_of or e.twin_of:
+                    module[fresh(e.name)] = ph[e.alias_of or e.twin_of].view(0)
                 else:
                     dt = self.tdt
                     ph[e.name] = torch.empty(0, dtype=dt)
-                    module[fresh(e.name)] = ph[e.name]
+                    if not (a.exclude_frozen and not e.trainable):
+                        module[fresh(e.name)] = ph[e.name]
             with_metadata(module, names)
             ffr = OD()
             fshapes = OD((fresh(e.name), torch.Size(e.shape)) for e in self.frozen)
@@ -554,6 +603,8 @@ class Gen:
                 full = torch.cat([self.native[e.name].reshape(-1),
                                   garbage(p * ws - e.numel, self.tdt)])
                 ffr[fnames[e.name]] = full[r * p:(r + 1) * p].clone()
+            if a.exclude_frozen:
+                fshapes, ffr = None, None
             ms = self.model_states(r, module, param_shapes, fshapes, ffr)
             self.save(ms, "zero_pp_rank_%d_mp_rank_00_model_states.pt" % r)
             # optimizer
@@ -615,12 +666,14 @@ class Gen:
         frozen_store = {}
         for e in self.ents:
             if e.kind == "buffer":
-                module[fresh(e.name)] = self.native[e.name].clone()
+                module[fresh(e.name)] = self.module_copy(e, self.native[e.name])
                 continue
-            src = self.byname[e.alias_of] if e.alias_of else e
+            src = self.byname[e.alias_of or e.twin_of] if e.alias_of or e.twin_of else e
             if not src.trainable:
                 if src.name not in frozen_store:
-                    frozen_store[src.name] = self.native[src.name].clone()
+                    frozen_store[src.name] = self.module_copy(src, self.native[src.name])
+                if a.exclude_frozen and src is e:
+                    continue
                 module[fresh(e.name)] = frozen_store[src.name].detach() if e.alias_of else \
                     frozen_store[src.name]
                 continue
@@ -629,7 +682,7 @@ class Gen:
             module[fresh(e.name)] = flats16[gi][o:o + src.numel].view(src.shape)
         with_metadata(module, names)
         param_shapes = [OD((fresh(e.name), torch.Size(e.shape)) for e in g) for g in self.groups]
-        if a.stage == 2 and not bf16opt:
+        if a.stage == 2 and not bf16opt and not a.exclude_frozen:
             fshapes = OD((fresh(e.name), torch.Size(e.shape)) for e in self.frozen)
             ffr = OD((k, frozen_store[e.name].detach()) for k, e in zip(fshapes, self.frozen))
         else:
@@ -688,6 +741,57 @@ class Gen:
                 "zero_stage": "None" if bf16opt else str(zs),
                 "partition_count": [ws] * len(self.groups)}
 
+    # ---- ZeRO-0 (--zero0): one model states file, masters in 'optimizer' ------------
+    def write_z0(self):
+        """DeepSpeed without ZeRO: FP16_UnfusedOptimizer (fp32_groups, one full-shaped
+        master per param), FP16_Optimizer (fp32_groups_flat, one flat master per group,
+        the module's params views of its 16-bit twin) or, in fp32, the torch optimizer's
+        own state_dict (the module holds the weights)."""
+        a = self.a
+        kind = a.zero0
+        names = [e.name for e in self.ents]
+        module, own = OD(), {}
+        if kind == "fused":
+            for g in self.groups:
+                flat = torch.cat([self.native[e.name].reshape(-1) for e in g])
+                o = 0
+                for e in g:
+                    own[e.name] = flat[o:o + e.numel].view(e.shape)
+                    o += e.numel
+        for e in self.ents:
+            src = self.byname[e.alias_of or e.twin_of] if e.alias_of or e.twin_of else e
+            if src.name not in own:
+                own[src.name] = self.module_copy(src, self.native[src.name])
+            if a.exclude_frozen and src is e and e.kind == "param" and not e.trainable:
+                continue
+            module[fresh(e.name)] = own[src.name]
+        with_metadata(module, names)
+        state = {i: self.adam_state(e.numel) for i, e in
+                 enumerate(e for g in self.groups for e in g)}
+        idx, pg = 0, []
+        for g in self.groups:
+            pg.append(list(range(idx, idx + len(g))))
+            idx += len(g)
+        osd = {"state": state, "param_groups": self.param_group_dicts(pg)}
+        if kind == "fp32":
+            opt = osd
+        else:
+            opt = OD([("dynamic_loss_scale", a.dtype == "fp16"), ("cur_scale", 1.0),
+                      ("cur_iter", a.steps), ("optimizer_state_dict", osd)])
+            if kind == "unfused":
+                opt["fp32_groups"] = [[self.master[e.name].clone() for e in g]
+                                      for g in self.groups]
+            else:
+                opt["fp32_groups_flat"] = [torch.cat([self.master[e.name].reshape(-1)
+                                                      for e in g]) for g in self.groups]
+                opt["clip_grad"] = 1.0
+            opt = dict(opt)
+        ms = self.model_states(0, module, None, None, None)
+        ms["optimizer"] = opt
+        ms["shared_params"] = None
+        self.save(ms, "mp_rank_00_model_states.pt")
+        self.fp32_partitions = OD()
+
     # ---- reference ------------------------------------------------------------------
     def tensor_hashes(self, t, e=None):
         if t is None:  # big all-zero param
@@ -703,7 +807,7 @@ class Gen:
         for e in self.buffers:
             out[e.name] = self.native[e.name].float()
             kinds[e.name] = "buffer"
-        stage_has_frozen = a.stage >= 2 and not a.bf16_optimizer
+        stage_has_frozen = a.stage >= 2 and not a.bf16_optimizer and not a.exclude_frozen
         if stage_has_frozen:
             for e in self.frozen:
                 out[e.name] = self.native[e.name]
@@ -727,7 +831,7 @@ class Gen:
                               + ([("big_zero", True)] if t is None else [])))
         live = []
         for e in self.ents:
-            src = self.byname[e.alias_of] if e.alias_of else e
+            src = self.byname[e.alias_of or e.twin_of] if e.alias_of or e.twin_of else e
             t = self.native[src.name]
             if t is None:
                 dt = self.tdt
@@ -750,6 +854,12 @@ class Gen:
     # ---- layouts --------------------------------------------------------------------
     def write_layout_files(self, root):
         a = self.a
+        if a.adapter_config:
+            # a PEFT run's adapter beside the tag folder, as the HF Trainer saves it
+            with open(os.path.join(root, "adapter_config.json"), "w") as f:
+                json.dump({"peft_type": "LORA", "r": 2, "lora_alpha": 4,
+                           "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"},
+                          f, indent=2)
         if a.zero_to_fp32_stub:
             p = os.path.join(root, "zero_to_fp32.py")
             with open(p, "w") as f:
@@ -851,7 +961,9 @@ class Gen:
             if self.sub_group_size > p:
                 self.sub_group_size = p
                 self.sub_group_size_cfg = p
-        if a.stage == 3:
+        if a.zero0:
+            self.write_z0()
+        elif a.stage == 3:
             self.write_z3()
         else:
             self.write_z12()
@@ -865,23 +977,25 @@ class Gen:
         files = sorted([os.path.join(rel_tag, f) for f in self.files])
         if a.layout != "xtuner":
             files.append(os.path.join(a.name, "latest"))
-        optcls = ("BF16_Optimizer" if a.bf16_optimizer else
+        optcls = ({"unfused": "FP16_UnfusedOptimizer", "fused": "FP16_Optimizer",
+                   "fp32": "AdamW"}[a.zero0] if a.zero0 else
+                  "BF16_Optimizer" if a.bf16_optimizer else
                   "DeepSpeedZeroOptimizer_Stage3" if a.stage == 3 else "DeepSpeedZeroOptimizer")
         ps = [[[n, list(s)] for n, s in g.items()] for g in
               ([OD((e.name, e.shape) for e in ents) for ents in self.groups_in_shapes_order()])]
-        frozen_names = [e.name for e in self.frozen] if (a.stage >= 2 and not a.bf16_optimizer) \
-            else []
+        frozen_names = [e.name for e in self.frozen] if (a.stage >= 2 and not a.bf16_optimizer
+                                                         and not a.exclude_frozen) else []
         ref = OD()
         ref["fixture"] = a.name
         ref["generator"] = "tests/gen/make_ckpt.py"
-        # --llama's and --legacy's options appear only when used: default output stays as
-        # it was
+        # --llama's and issue 8's options appear only when used: default output
+        # stays as it was
         ref["generator_args"] = {k: v for k, v in vars(a).items()
                                  if (a.llama or k not in ("llama", "heads", "kv_heads"))
-                                 and (a.legacy or k != "legacy")}
+                                 and (k not in NEW_OPTS or v != NEW_OPTS[k])}
         ref["deepspeed_version"] = DS_VERSION
         ref["torch_version"] = torch.__version__
-        ref["zero_stage"] = a.stage
+        ref["zero_stage"] = 0 if a.zero0 else a.stage
         ref["world_size"] = self.ws
         ref["bf16"] = a.dtype == "bf16"
         ref["fp16"] = a.dtype == "fp16"
@@ -896,6 +1010,15 @@ class Gen:
             notes.append("expected mismatch: stage 1 writes no frozen_param_*, so zero_to_fp32 drops "
                          "the frozen params (and aliases of them); their values exist only in "
                          "mp_rank_00_model_states.pt['module']")
+        if a.zero0:
+            notes.append("ZeRO-0 (%s): no optimizer files, so zero_to_fp32 refuses it; "
+                         "'master_entries' holds the fp32 master reconstruction" % a.zero0)
+        if a.exclude_frozen:
+            notes.append("exclude_frozen_parameters=True: the frozen params are not in the "
+                         "checkpoint; only live_state_dict has them")
+        if a.twice:
+            notes.append("model.proj_b.* is model.proj_a.* registered a second time: only in "
+                         "module, so zero_to_fp32 drops it")
         if a.big_gib:
             notes.append("big mode: %s is all zeros, stored as sparse holes; not in ref.pt"
                          % next(e.name for e in self.params if e.big))
@@ -915,7 +1038,8 @@ class Gen:
         ref["optimizer_class"] = optcls
         ref["optimizer_param_groups"] = [[e.name for e in g] for g in self.groups]
         ref["zero_to_fp32"] = ("FAILED: ValueError: not a zero checkpoint (BF16_Optimizer)"
-                               if a.bf16_optimizer else "ok")
+                               if a.bf16_optimizer else
+                               "FAILED: no optimizer files (ZeRO-0)" if a.zero0 else "ok")
         ref["shared_params"] = [[k, v] for k, v in self.aliases.items()]
         ref["aliases"] = dict(self.aliases)
         ref["buffer_names"] = [e.name for e in self.buffers]
@@ -925,13 +1049,13 @@ class Gen:
         ref["global_steps"] = a.steps
         ref["skipped_steps"] = 0
         ref["fp32_partitions"] = self.fp32_partitions
-        if a.bf16_optimizer:
+        if a.bf16_optimizer or a.zero0:
             ref["master_entries"] = entries
         else:
             ref["entries"] = entries
         ref["live_state_dict"] = live
         live_names = [e.name for e in self.ents]
-        if a.bf16_optimizer:
+        if a.bf16_optimizer or a.zero0:
             ref["live_vs_zero_to_fp32"] = "n/a"
             ref["mismatches"] = []
         elif set(live_names) != set(out):
@@ -946,6 +1070,13 @@ class Gen:
             json.dump(ref, f, indent=1)
         torch.save({n: t for n, t in out.items() if t is not None},
                    os.path.join(outdir, a.name + ".ref.pt"))
+
+
+# Options added after the fixtures were compared opcode by opcode, and their
+# defaults (left out of ref.json's generator_args when unused).
+NEW_OPTS = {"fp32_buffer": False, "views": False, "view_rows": 5, "twice": False,
+            "empty_shared": False, "exclude_frozen": False, "adapter_config": False,
+            "zero0": None, "legacy": False}
 
 
 def parse(argv=None):
@@ -1002,6 +1133,31 @@ def parse(argv=None):
                          "config.json describes it (for loading mounts with transformers)")
     ap.add_argument("--heads", type=int, default=1, help="--llama: attention heads")
     ap.add_argument("--kv-heads", type=int, default=1, help="--llama: key/value heads (GQA)")
+    ap.add_argument("--fp32-buffer", action="store_true",
+                    help="a float buffer model.rope_cache the model keeps in float32 whatever "
+                         "the training dtype (DeepSpeed >= 0.19.2 casts params only)")
+    ap.add_argument("--views", action="store_true",
+                    help="buffers and a frozen param (model.frozen_t.weight) held as views "
+                         "with strides: transposed, sliced rows, expanded, permuted 3-D; "
+                         "module keeps them as they are, strides and storages")
+    ap.add_argument("--view-rows", type=int, default=5,
+                    help="--views: rows of the transposed frozen param (columns: rows + 2)")
+    ap.add_argument("--twice", action="store_true",
+                    help="one nn.Linear registered as model.proj_a and model.proj_b: the second "
+                         "name only in module (DeepSpeed's shared_params misses it)")
+    ap.add_argument("--empty-shared", action="store_true",
+                    help="shared_params = {} as DeepSpeed <= 0.10.0 writes at ZeRO-1/2 "
+                         "(with --tied: the tie only in module)")
+    ap.add_argument("--exclude-frozen", action="store_true",
+                    help="save_checkpoint(exclude_frozen_parameters=True): frozen params left "
+                         "out of module, frozen_param_shapes None (needs --frozen)")
+    ap.add_argument("--adapter-config", action="store_true",
+                    help="write a PEFT adapter_config.json beside the tag folder")
+    ap.add_argument("--zero0", choices=("unfused", "fused", "fp32"), default=None,
+                    help="no ZeRO (stage 0): one mp_rank_00_model_states.pt whose 'optimizer' "
+                         "holds the fp32 masters (FP16_UnfusedOptimizer's fp32_groups, "
+                         "FP16_Optimizer's fp32_groups_flat) or, fp32, is the torch "
+                         "optimizer's state_dict")
     a = ap.parse_args(argv)
     if a.llama:
         if a.hidden % a.heads or (a.hidden // a.heads) % 2 or a.heads % a.kv_heads:
@@ -1010,6 +1166,17 @@ def parse(argv=None):
         if a.bf16_optimizer or a.big_gib:
             ap.error("--llama does not go with --bf16-optimizer or --big-gib")
         a.odd = a.edge = False
+        if a.fp32_buffer or a.views or a.twice:
+            ap.error("--llama does not go with --fp32-buffer, --views or --twice")
+    if a.exclude_frozen and not a.frozen:
+        ap.error("--exclude-frozen needs --frozen")
+    if a.zero0:
+        if (a.zero0 == "fp32") != (a.dtype == "fp32"):
+            ap.error("--zero0 fp32 goes with --dtype fp32, unfused/fused with bf16 or fp16")
+        if a.bf16_optimizer or a.big_gib or (a.zero0 == "fp32" and a.frozen):
+            ap.error("--zero0 does not go with --bf16-optimizer, --big-gib or "
+                     "(fp32) --frozen")
+        a.stage = 1  # the ZeRO-1/2 pieces (groups, module) apply
     if a.bf16_optimizer:
         a.stage, a.dtype = 1, "bf16"
     if a.prefix is None:
