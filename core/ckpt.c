@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "grow.h"
 
 /* --- phases ----------------------------------------------------------- */
 
@@ -346,15 +347,8 @@ int zf_ckpt_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
 static bool push_range(struct zf_ckpt_range **v, size_t *n, size_t *cap,
 		       struct zf_ckpt_range r)
 {
-	if (*n == *cap) {
-		size_t c = *cap ? 2 * *cap : 64;
-		struct zf_ckpt_range *p = realloc(*v, c * sizeof(*p));
-
-		if (!p)
-			return false;
-		*v = p;
-		*cap = c;
-	}
+	if (*n == *cap && zf_grow(v, cap, *n + 1, 64))
+		return false;
 	(*v)[(*n)++] = r;
 	return true;
 }

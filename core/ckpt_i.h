@@ -165,9 +165,9 @@ struct zf_loader {
 	size_t *twin_of;	/* per modent: the first earlier one with the same
 				 * storage view, or SIZE_MAX (ckpt_alias.c) */
 	char **owned;		/* names made up here (pipelines), freed at the end */
-	size_t n_owned;
+	size_t n_owned, cap_owned;
 	const char **missing;	/* names tied to that the checkpoint lacks */
-	size_t n_missing;
+	size_t n_missing, cap_missing;
 	enum zf_dtype *mod_dtype; /* tensor index -> its dtype in the model, or 0 */
 	struct zf_strmap names; /* tensor name -> index in ck->tensors */
 	size_t cap_tensors;
@@ -211,17 +211,6 @@ static inline size_t zf_pv_count_items(const struct zf_pv *v)
 	if (zf_pv_is(v, ZF_PV_LIST) || zf_pv_is(v, ZF_PV_TUPLE))
 		return v->u.seq.n;
 	return 0;
-}
-
-/* Overflow-checked arithmetic: return true on overflow. */
-static inline bool zf_mul_overflow(uint64_t a, uint64_t b, uint64_t *r)
-{
-	return __builtin_mul_overflow(a, b, r);
-}
-
-static inline bool zf_add_overflow(uint64_t a, uint64_t b, uint64_t *r)
-{
-	return __builtin_add_overflow(a, b, r);
 }
 
 /* ckpt_ranks.c: opens and parses the rank files (phases "load first

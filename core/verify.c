@@ -25,6 +25,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "ckd.h"
+#include "grow.h"
 #include "workers.h"
 
 /* Bytes read per step of a data item, per thread. */
@@ -60,16 +62,10 @@ add(struct builder *b, const char *check, bool ok, const char *where,
 	}
 	if (b->rc)
 		return;
-	if (b->r->n_findings == b->cap) {
-		size_t cap = b->cap ? 2 * b->cap : 32;
-		void *p = realloc(b->r->findings, cap * sizeof(*f));
-
-		if (!p) {
-			b->rc = ZF_ENOMEM;
-			return;
-		}
-		b->r->findings = p;
-		b->cap = cap;
+	if (b->r->n_findings == b->cap &&
+	    zf_grow(&b->r->findings, &b->cap, b->r->n_findings + 1, 32)) {
+		b->rc = ZF_ENOMEM;
+		return;
 	}
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -184,7 +180,7 @@ static void check_extents(struct builder *b, const struct zf_ckpt *ck)
 		if (t->kind == ZF_KIND_ALIAS)
 			continue;
 		checked++;
-		if (__builtin_mul_overflow(t->numel, es, &want)) {
+		if (zf_ckd_mul(&want, t->numel, es)) {
 			add(b, "extents", false, "", "tensor '%s': its size overflows", t->name);
 			continue;
 		}
@@ -200,7 +196,7 @@ static void check_extents(struct builder *b, const struct zf_ckpt *ck)
 				break;
 			}
 			s = zf_ckpt_file(ck, run.file);
-			if (__builtin_add_overflow(run.offset, run.len, &stop) ||
+			if (zf_ckd_add(&stop, run.offset, run.len) ||
 			    stop > zf_source_size(s))
 				add(b, "extents", false, zf_source_path(s),
 				    "tensor '%s': bytes %llu..%llu lie past the end of the file (%llu bytes)",
