@@ -198,6 +198,11 @@ static int read_entry(const cJSON *e, const char *path, uint64_t data_start,
 					  "tensor '%s': its shape is not a list of sizes, or its size overflows",
 					  shown);
 	}
+	/* Its bytes too: 2^61 elements of 8 bytes would wrap to 0. */
+	if (zf_ckd_mul(&bytes, numel, zf_dtype_size(t->dtype)))
+		return zf_fail_at(err, ZF_EFORMAT, path,
+				  "tensor '%s': its shape is not a list of sizes, or its size overflows",
+				  shown);
 	t->ndim = (uint32_t)nd;
 	t->numel = numel;
 	if (!json_u64(cJSON_GetArrayItem(offs, 0), &begin) ||
@@ -205,8 +210,7 @@ static int read_entry(const cJSON *e, const char *path, uint64_t data_start,
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "tensor '%s': data_offsets is not [begin, end] with begin <= end",
 				  shown);
-	/* 2^61 elements of 8 bytes wrap to 0: checked, not assumed. */
-	if (zf_ckd_mul(&bytes, numel, zf_dtype_size(t->dtype)) || end - begin != bytes)
+	if (end - begin != bytes)
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "tensor '%s': data_offsets hold %llu bytes, but its shape of %s needs %llu",
 				  shown, (unsigned long long)(end - begin), dt->valuestring,
