@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include "grow.h"
+
 #define R_OWNER 0400
 #define R_GROUP 0040
 #define R_OTHER 0004
@@ -27,15 +29,8 @@ static int add_rule(struct zf_access_set *s, uid_t uid, gid_t gid, mode_t read,
 	for (size_t i = 0; i < s->n; i++)
 		if (s->v[i].uid == uid && s->v[i].gid == gid && s->v[i].read == read)
 			return ZF_OK;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 8;
-		struct zf_access *v = realloc(s->v, cap * sizeof(*v));
-
-		if (!v)
-			return zf_fail(err, ZF_ENOMEM, "out of memory");
-		s->v = v;
-		s->cap = cap;
-	}
+	if (s->n == s->cap && zf_grow(&s->v, &s->cap, s->n + 1, 8))
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	s->v[s->n++] = (struct zf_access){ uid, gid, read };
 	return ZF_OK;
 }

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "ckd.h"
+
 #define ARENA_ALIGN 8
 #define ARENA_FIRST_CHUNK ((size_t)16 << 10)
 #define ARENA_MAX_CHUNK ((size_t)1 << 20)
@@ -77,9 +79,14 @@ void zf_arena_trim(void)
 	pthread_mutex_unlock(&cache_lock);
 }
 
-static size_t round_up(size_t n)
+/* n (at least 1) rounded up to the alignment in *r; true when that
+ * overflows. */
+static bool round_up(size_t n, size_t *r)
 {
-	return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	if (zf_ckd_add(r, n ? n : 1, ARENA_ALIGN - 1))
+		return true;
+	*r &= ~(size_t)(ARENA_ALIGN - 1);
+	return false;
 }
 
 void zf_arena_init(struct zf_arena *a, size_t max)
@@ -94,9 +101,8 @@ static struct zf_arena_chunk *new_chunk(struct zf_arena *a, size_t size)
 	struct zf_arena_chunk *c;
 	size_t bytes;
 
-	if (size > SIZE_MAX - sizeof(*c))
+	if (zf_ckd_add(&bytes, size, sizeof(*c)))
 		return NULL;
-	bytes = sizeof(*c) + size;
 	if (a->max && (bytes > a->max || a->total > a->max - bytes)) {
 		a->over_cap = true;
 		return NULL;
@@ -130,9 +136,8 @@ void *zf_arena_alloc(struct zf_arena *a, size_t size)
 	struct zf_arena_chunk *c = a->head;
 	size_t need;
 
-	if (size > SIZE_MAX - ARENA_ALIGN)
+	if (round_up(size, &need))
 		return NULL;
-	need = round_up(size ? size : 1);
 	if (c && c->size - c->used >= need) {
 		a->last = c->data + c->used;
 		c->used += need;
@@ -182,12 +187,12 @@ void *zf_arena_grow(struct zf_arena *a, void *p, size_t old_size,
 		    size_t new_size)
 {
 	struct zf_arena_chunk *c = a->head;
+	size_t need;
 	void *q;
 
 	if (p && p == a->last && c && (char *)p >= c->data &&
-	    (char *)p < c->data + c->size && new_size <= SIZE_MAX - ARENA_ALIGN) {
+	    (char *)p < c->data + c->size && !round_up(new_size, &need)) {
 		size_t start = (size_t)((char *)p - c->data);
-		size_t need = round_up(new_size ? new_size : 1);
 
 		if (need <= c->size - start) {
 			c->used = start + need;
@@ -203,10 +208,11 @@ void *zf_arena_grow(struct zf_arena *a, void *p, size_t old_size,
 char *zf_arena_memdup0(struct zf_arena *a, const void *s, size_t len)
 {
 	char *p;
+	size_t n;
 
-	if (len == SIZE_MAX)
+	if (zf_ckd_add(&n, len, 1))
 		return NULL;
-	p = zf_arena_alloc(a, len + 1);
+	p = zf_arena_alloc(a, n);
 	if (!p)
 		return NULL;
 	if (len)

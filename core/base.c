@@ -24,7 +24,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ckd.h"
 #include "confine.h"
+#include "cursor.h"
+#include "grow.h"
 #include "io.h"
 #include "text.h"
 #include "zerofs/safetensors.h"
@@ -146,15 +149,8 @@ struct list {
 
 static struct zf_base_tensor *list_add(struct list *l)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 64;
-		struct zf_base_tensor *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return NULL;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (l->n == l->cap && zf_grow(&l->v, &l->cap, l->n + 1, 64))
+		return NULL;
 	memset(&l->v[l->n], 0, sizeof(l->v[0]));
 	return &l->v[l->n++];
 }
@@ -197,11 +193,16 @@ static int read_entry(const cJSON *e, const char *path, uint64_t data_start,
 				  ZF_MAX_DIMS);
 	for (int i = 0; i < nd; i++) {
 		if (!json_u64(cJSON_GetArrayItem(shape, i), &t->shape[i]) ||
-		    __builtin_mul_overflow(numel, t->shape[i], &numel) || numel > ((uint64_t)1 << 61))
+		    zf_ckd_mul(&numel, numel, t->shape[i]) || numel > ((uint64_t)1 << 61))
 			return zf_fail_at(err, ZF_EFORMAT, path,
 					  "tensor '%s': its shape is not a list of sizes, or its size overflows",
 					  shown);
 	}
+	/* Its bytes too: 2^61 elements of 8 bytes would wrap to 0. */
+	if (zf_ckd_mul(&bytes, numel, zf_dtype_size(t->dtype)))
+		return zf_fail_at(err, ZF_EFORMAT, path,
+				  "tensor '%s': its shape is not a list of sizes, or its size overflows",
+				  shown);
 	t->ndim = (uint32_t)nd;
 	t->numel = numel;
 	if (!json_u64(cJSON_GetArrayItem(offs, 0), &begin) ||
@@ -209,13 +210,12 @@ static int read_entry(const cJSON *e, const char *path, uint64_t data_start,
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "tensor '%s': data_offsets is not [begin, end] with begin <= end",
 				  shown);
-	bytes = numel * zf_dtype_size(t->dtype);
 	if (end - begin != bytes)
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "tensor '%s': data_offsets hold %llu bytes, but its shape of %s needs %llu",
 				  shown, (unsigned long long)(end - begin), dt->valuestring,
 				  (unsigned long long)bytes);
-	if (__builtin_add_overflow(data_start, end, &abs_end) || abs_end > size)
+	if (zf_ckd_add(&abs_end, data_start, end) || abs_end > size)
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "tensor '%s': its data (bytes %llu..%llu of the data) runs past the end of the file",
 				  shown, (unsigned long long)begin, (unsigned long long)end);
@@ -235,6 +235,7 @@ static int read_header(struct zf_base *b, uint32_t file, struct list *l,
 	const char *path = zf_source_path(src);
 	uint64_t size = zf_source_size(src), hlen;
 	unsigned char len8[8];
+	struct zf_cursor hc = zf_cursor_make(len8, sizeof(len8));
 	char *json = NULL;
 	cJSON *root = NULL, *e;
 	size_t first = l->n;
@@ -247,9 +248,7 @@ static int read_header(struct zf_base *b, uint32_t file, struct list *l,
 	rc = zf_source_pread(src, len8, 8, 0, err);
 	if (rc)
 		return rc;
-	hlen = 0;
-	for (int i = 7; i >= 0; i--)
-		hlen = hlen << 8 | len8[i];
+	hlen = zf_cursor_u64(&hc);
 	if (hlen > ZF_ST_MAX_HEADER || hlen > size - 8)
 		return zf_fail_at(err, ZF_EFORMAT, path,
 				  "not a safetensors file: its header length %llu is over %u bytes or past the end of the file (%llu bytes)",
@@ -314,27 +313,29 @@ static int open_in(const struct zf_confine *c, const char *name, struct zf_sourc
 	return rc;
 }
 
-/* Appends name to the files to read (once). */
-static int add_file(char ***names, size_t *n, const char *name, struct zf_error *err)
-{
+/* The names of the files to read, each once. */
+struct names {
 	char **v;
+	size_t n, cap;
+};
 
-	for (size_t i = 0; i < *n; i++)
-		if (!strcmp((*names)[i], name))
+/* Appends name to the files to read (once). */
+static int add_file(struct names *nl, const char *name, struct zf_error *err)
+{
+	for (size_t i = 0; i < nl->n; i++)
+		if (!strcmp(nl->v[i], name))
 			return ZF_OK;
-	v = realloc(*names, (*n + 1) * sizeof(*v));
-	if (!v)
+	if (nl->n == nl->cap && zf_grow(&nl->v, &nl->cap, nl->n + 1, 8))
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	*names = v;
-	if (!(v[*n] = strdup(name)))
+	if (!(nl->v[nl->n] = strdup(name)))
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	(*n)++;
+	nl->n++;
 	return ZF_OK;
 }
 
 /* The files of the index's weight_map, in order of first mention; the
  * parsed index is kept in *index to check against the headers. */
-static int read_index(const struct zf_confine *c, cJSON **index, char ***names, size_t *n,
+static int read_index(const struct zf_confine *c, cJSON **index, struct names *nl,
 		      struct zf_error *err)
 {
 	char *path = zf_absolute_path(c->dir, "model.safetensors.index.json"), *text = NULL;
@@ -378,7 +379,7 @@ static int read_index(const struct zf_confine *c, cJSON **index, char ***names, 
 					zf_printable(e->string ? e->string : "", shown, sizeof(shown)));
 			goto out;
 		}
-		rc = add_file(names, n, e->valuestring, err);
+		rc = add_file(nl, e->valuestring, err);
 		if (rc)
 			goto out;
 	}
@@ -392,7 +393,7 @@ out:
 }
 
 /* Without an index and model.safetensors: the one *.safetensors file. */
-static int find_single(const char *dir, char ***names, size_t *n, struct zf_error *err)
+static int find_single(const char *dir, struct names *nl, struct zf_error *err)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
@@ -409,7 +410,7 @@ static int find_single(const char *dir, char ***names, size_t *n, struct zf_erro
 		if (de->d_name[0] != '.' && ends_with(de->d_name, ".safetensors") &&
 		    is_file(dir, de->d_name)) {
 			found++;
-			rc = add_file(names, n, de->d_name, err);
+			rc = add_file(nl, de->d_name, err);
 		}
 	}
 	closedir(d);
@@ -475,8 +476,7 @@ int zf_base_open(const char *dir, struct zf_base **out, struct zf_error *err)
 	struct zf_confine c = { 0 };
 	struct list l = { 0 };
 	cJSON *index = NULL;
-	char **names = NULL;
-	size_t n_names = 0;
+	struct names nl = { 0 };
 	int rc;
 
 	*out = NULL;
@@ -487,18 +487,18 @@ int zf_base_open(const char *dir, struct zf_base **out, struct zf_error *err)
 		rc = zf_confine_init(&c, b->dir, "the --base folder", err);
 	if (!rc) {
 		if (is_file(b->dir, "model.safetensors.index.json"))
-			rc = read_index(&c, &index, &names, &n_names, err);
+			rc = read_index(&c, &index, &nl, err);
 		else if (is_file(b->dir, "model.safetensors"))
-			rc = add_file(&names, &n_names, "model.safetensors", err);
+			rc = add_file(&nl, "model.safetensors", err);
 		else
-			rc = find_single(b->dir, &names, &n_names, err);
+			rc = find_single(b->dir, &nl, err);
 	}
-	if (!rc && n_names >= UINT32_MAX)
+	if (!rc && nl.n >= UINT32_MAX)
 		rc = zf_fail_at(err, ZF_EFORMAT, b->dir, "too many files");
-	if (!rc && !(b->files = calloc(n_names ? n_names : 1, sizeof(*b->files))))
+	if (!rc && !(b->files = calloc(nl.n ? nl.n : 1, sizeof(*b->files))))
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-	for (size_t i = 0; !rc && i < n_names; i++) {
-		rc = open_in(&c, names[i], &b->files[i], err);
+	for (size_t i = 0; !rc && i < nl.n; i++) {
+		rc = open_in(&c, nl.v[i], &b->files[i], err);
 		if (rc)
 			break;
 		b->n_files = i + 1;
@@ -507,13 +507,13 @@ int zf_base_open(const char *dir, struct zf_base **out, struct zf_error *err)
 	b->tensors = l.v;
 	b->n = l.n;
 	if (!rc)
-		rc = check_names(b, index, names, err);
+		rc = check_names(b, index, nl.v, err);
 	cJSON_Delete(index);
 	if (c.dir)
 		zf_confine_release(&c);
-	for (size_t i = 0; i < n_names; i++)
-		free(names[i]);
-	free(names);
+	for (size_t i = 0; i < nl.n; i++)
+		free(nl.v[i]);
+	free(nl.v);
 	if (rc) {
 		zf_base_free(b);
 		return rc;

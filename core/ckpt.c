@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "grow.h"
 
 /* --- phases ----------------------------------------------------------- */
 
@@ -83,11 +84,12 @@ static int find_files(struct zf_loader *L, const char *path,
 	ck->tag_dir = strdup(L->files.tag_dir);
 	ck->hf_dir = L->files.hf_dir ? strdup(L->files.hf_dir) : NULL;
 	ck->files = calloc(n, sizeof(*ck->files));
+	ck->kinds = calloc(n, sizeof(*ck->kinds));
 	L->model = calloc(L->n_model, sizeof(*L->model));
 	L->optim = calloc(L->ws ? L->ws : 1, sizeof(*L->optim));
 	L->layer = calloc(L->files.n_layers ? L->files.n_layers : 1, sizeof(*L->layer));
 	if (!ck->tag || !ck->tag_dir || (L->files.hf_dir && !ck->hf_dir) || !ck->files ||
-	    !L->model || !L->optim || !L->layer)
+	    !ck->kinds || !L->model || !L->optim || !L->layer)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	ck->info.layout = L->files.layout;
 	ck->info.pick = L->files.pick;
@@ -249,6 +251,7 @@ void zf_ckpt_free(struct zf_ckpt *ck)
 	for (size_t i = 0; ck->files && i < ck->info.n_files; i++)
 		zf_source_close(ck->files[i]);
 	free(ck->files);
+	free(ck->kinds);
 	for (size_t i = 0; ck->tensors && i < ck->info.n_tensors; i++)
 		free((char *)ck->tensors[i].name);
 	free(ck->tensors);
@@ -280,6 +283,11 @@ const struct zf_tensor *zf_ckpt_tensor(const struct zf_ckpt *ck, size_t i)
 struct zf_source *zf_ckpt_file(const struct zf_ckpt *ck, size_t i)
 {
 	return i < ck->info.n_files ? ck->files[i] : NULL;
+}
+
+enum zf_container_kind zf_ckpt_file_kind(const struct zf_ckpt *ck, size_t i)
+{
+	return i < ck->info.n_files ? ck->kinds[i] : 0;
 }
 
 size_t zf_ckpt_find(const struct zf_ckpt *ck, const char *name)
@@ -346,15 +354,8 @@ int zf_ckpt_read(const struct zf_ckpt *ck, size_t i, uint64_t off,
 static bool push_range(struct zf_ckpt_range **v, size_t *n, size_t *cap,
 		       struct zf_ckpt_range r)
 {
-	if (*n == *cap) {
-		size_t c = *cap ? 2 * *cap : 64;
-		struct zf_ckpt_range *p = realloc(*v, c * sizeof(*p));
-
-		if (!p)
-			return false;
-		*v = p;
-		*cap = c;
-	}
+	if (*n == *cap && zf_grow(v, cap, *n + 1, 64))
+		return false;
 	(*v)[(*n)++] = r;
 	return true;
 }
@@ -479,45 +480,58 @@ const char *zf_layout_str(enum zf_layout layout)
 	return "?";
 }
 
-/* The zip directory of file `file`, read again: nothing of it is kept
- * after open. NULL (err set) on failure. */
-static struct zf_ptfile *reopen_zip(const struct zf_ckpt *ck, size_t file,
-				    struct zf_error *err)
+/* File `file`'s container, read again (nothing of it is kept after
+ * open), and for a legacy file its records walked again with a fresh
+ * parse of its pickle. NULL (err set) on failure. */
+static struct zf_container *reopen(const struct zf_ckpt *ck, size_t file,
+				   struct zf_error *err)
 {
-	struct zf_ptfile *pf;
+	struct zf_container *c;
+	struct zf_pickle *pk = NULL;
+	int rc;
 
 	if (file >= ck->info.n_files) {
 		zf_fail(err, ZF_EUSAGE, "no file %zu (the checkpoint has %zu)",
 			file, ck->info.n_files);
 		return NULL;
 	}
-	if (zf_ptfile_open(ck->files[file], ZF_PTFILE_LAZY_PICKLE, &pf, err))
+	if (zf_container_open(ck->files[file], &c, err))
 		return NULL;
-	return pf;
+	if (zf_container_kind(c) != ZF_CONTAINER_LEGACY)
+		return c;
+	rc = zf_container_parse(c, &pk, err);
+	if (!rc)
+		rc = zf_container_bind(c, pk, err);
+	zf_pickle_free(pk);
+	if (rc) {
+		zf_container_close(c);
+		return NULL;
+	}
+	return c;
 }
 
 int zf_ckpt_check_crc(const struct zf_ckpt *ck, size_t file,
 		      struct zf_error *err)
 {
-	struct zf_ptfile *pf = reopen_zip(ck, file, err);
+	struct zf_container *c = reopen(ck, file, err);
 	int rc;
 
-	if (!pf)
+	if (!c)
 		return err ? err->status : ZF_EFORMAT;
-	rc = zf_ptfile_check_crc(pf, err);
-	zf_ptfile_close(pf);
+	rc = zf_container_check_records(c, err);
+	zf_container_close(c);
 	return rc;
 }
 
 int zf_ckpt_check_zip(const struct zf_ckpt *ck, size_t file,
 		      struct zf_error *err)
 {
-	struct zf_ptfile *pf = reopen_zip(ck, file, err);
+	struct zf_container *c = reopen(ck, file, err);
 	int rc;
 
-	if (!pf)
+	if (!c)
 		return err ? err->status : ZF_EFORMAT;
-	rc = zf_ptfile_cross_check(pf, err);
-	zf_ptfile_close(pf);
+	rc = zf_container_cross_check(c, err);
+	zf_container_close(c);
 	return rc;
 }

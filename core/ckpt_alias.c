@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
+
 struct view_key {
 	const struct zf_pv_tensor *t;
 	size_t at; /* index in L->modents */
@@ -142,15 +144,12 @@ static size_t follow(struct zf_loader *L, size_t i, const char **missing)
 /* Records name as tied to but absent (once). */
 static int note_missing(struct zf_loader *L, const char *name, struct zf_error *err)
 {
-	const char **m;
-
 	for (size_t i = 0; i < L->n_missing; i++)
 		if (!strcmp(L->missing[i], name))
 			return ZF_OK;
-	m = realloc(L->missing, (L->n_missing + 1) * sizeof(*m));
-	if (!m)
+	if (L->n_missing == L->cap_missing &&
+	    zf_grow(&L->missing, &L->cap_missing, L->n_missing + 1, 8))
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	L->missing = m;
 	L->missing[L->n_missing++] = name;
 	return ZF_OK;
 }

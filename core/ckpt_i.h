@@ -15,7 +15,7 @@
 #include "strmap.h"
 #include "zerofs/ckpt.h"
 #include "zerofs/pickle.h"
-#include "zerofs/ptfile.h"
+#include "zerofs/container.h"
 #include "zerofs/source.h"
 
 /*
@@ -31,6 +31,7 @@ struct zf_ckpt {
 	char *path, *tag, *tag_dir, *hf_dir, *ds_version;
 	char *base_dir, *incomplete, *incomplete_where;
 	struct zf_source **files; /* info.n_files, owned */
+	enum zf_container_kind *kinds; /* info.n_files: each file's format */
 	struct zf_tensor *tensors; /* info.n_tensors; names owned */
 	struct zf_place *places;   /* parallel to tensors */
 	struct zf_rank_tables lay;
@@ -65,10 +66,11 @@ void zf_rank_file_name(const char *example, uint32_t rank, char *buf,
 /* One rank file while the checkpoint loads. */
 struct zf_loaded {
 	uint32_t file;		 /* index in ck->files */
-	struct zf_ptfile *pf;	 /* its zip directory, while needed */
+	struct zf_container *ct; /* its zip directory or legacy records, while needed */
 	struct zf_pickle *pk;	 /* its own parse; NULL when it shares a template's */
+	const struct zf_pickle *tree; /* pk, or the template's it shares */
 	const struct zf_pv *root;
-	bool has_digest;	 /* optimizer files: digest of the zip records */
+	bool has_digest;	 /* optimizer files: digest of the records */
 	uint64_t digest[2];
 	struct zf_error err;	 /* what went wrong, when loaded by a worker */
 };
@@ -164,9 +166,9 @@ struct zf_loader {
 	size_t *twin_of;	/* per modent: the first earlier one with the same
 				 * storage view, or SIZE_MAX (ckpt_alias.c) */
 	char **owned;		/* names made up here (pipelines), freed at the end */
-	size_t n_owned;
+	size_t n_owned, cap_owned;
 	const char **missing;	/* names tied to that the checkpoint lacks */
-	size_t n_missing;
+	size_t n_missing, cap_missing;
 	enum zf_dtype *mod_dtype; /* tensor index -> its dtype in the model, or 0 */
 	struct zf_strmap names; /* tensor name -> index in ck->tensors */
 	size_t cap_tensors;
@@ -210,17 +212,6 @@ static inline size_t zf_pv_count_items(const struct zf_pv *v)
 	if (zf_pv_is(v, ZF_PV_LIST) || zf_pv_is(v, ZF_PV_TUPLE))
 		return v->u.seq.n;
 	return 0;
-}
-
-/* Overflow-checked arithmetic: return true on overflow. */
-static inline bool zf_mul_overflow(uint64_t a, uint64_t b, uint64_t *r)
-{
-	return __builtin_mul_overflow(a, b, r);
-}
-
-static inline bool zf_add_overflow(uint64_t a, uint64_t b, uint64_t *r)
-{
-	return __builtin_add_overflow(a, b, r);
 }
 
 /* ckpt_ranks.c: opens and parses the rank files (phases "load first

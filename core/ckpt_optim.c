@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckd.h"
+
 /* The stage an optimizer file declares; 0 when it has no zero_stage. */
 static int read_stage(const struct zf_pv *osd, const char *path, int *stage,
 		      struct zf_error *err)
@@ -63,7 +65,7 @@ static int optim_step(const struct zf_loaded *f, const struct zf_pv *osd,
 		      double *step, bool *found, struct zf_error *err)
 {
 	const struct zf_pv *st = zf_pv_get(zf_pv_get(osd, "optimizer_state_dict"), "state");
-	struct zf_source *src = zf_ptfile_source(f->pf);
+	struct zf_source *src = zf_container_source(f->ct);
 	const struct zf_pv *v = NULL;
 
 	*found = false;
@@ -114,7 +116,7 @@ static int optim_step(const struct zf_loaded *f, const struct zf_pv *osd,
 			break;
 		}
 		if (rc)
-			zf_error_where(err, zf_ptfile_path(f->pf));
+			zf_error_where(err, zf_container_path(f->ct));
 		return rc;
 	} else {
 		return ZF_OK;
@@ -183,7 +185,7 @@ static int read_groups(struct zf_loader *L, uint32_t r, const struct zf_pv *grou
 			break;
 		}
 		if (pairs) {
-			if (zf_add_overflow(end, v.numel, &end)) {
+			if (zf_ckd_add(&end, end, v.numel)) {
 				rc = zf_fail_at(err, ZF_EFORMAT, path, "%s: sizes overflow", gkey);
 				break;
 			}
@@ -403,7 +405,7 @@ int zf_check_slice_mappings(struct zf_loader *L, uint32_t r, struct zf_error *er
 		if (!zf_pv_is(m, ZF_PV_DICT))
 			return zf_fail_at(err, ZF_EFORMAT, path,
 					  "param_slice_mappings[%u] is not a dict", g);
-		if (zf_mul_overflow(part, r, &lo) || zf_add_overflow(lo, part, &hi))
+		if (zf_ckd_mul(&lo, part, r) || zf_ckd_add(&hi, lo, part))
 			return zf_fail_at(err, ZF_EFORMAT, path, "partition sizes overflow");
 		if (mapping_matches(L, g, m, lo, hi))
 			continue;

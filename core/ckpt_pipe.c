@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "strmap.h"
 
 static bool in_map(const struct zf_strmap *m, const char *name)
@@ -38,16 +39,13 @@ static bool in_map(const struct zf_strmap *m, const char *name)
 /* Keeps s (malloc'd) until the loader ends; NULL when out of memory. */
 static char *own(struct zf_loader *L, char *s)
 {
-	char **v;
-
 	if (!s)
 		return NULL;
-	v = realloc(L->owned, (L->n_owned + 1) * sizeof(*v));
-	if (!v) {
+	if (L->n_owned == L->cap_owned &&
+	    zf_grow(&L->owned, &L->cap_owned, L->n_owned + 1, 16)) {
 		free(s);
 		return NULL;
 	}
-	L->owned = v;
 	L->owned[L->n_owned++] = s;
 	return s;
 }

@@ -1,21 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Loads the rank files of a checkpoint: opens each as a source, reads its
- * zip directory and pickle, hands the tree to ckpt_optim.c or
+ * container (a zip or torch's legacy format, container.h) and pickle,
+ * binds the tree to the file's records, hands it to ckpt_optim.c or
  * ckpt_tensors.c, and checks that no two rank paths are one file and no
  * two optimizer files are copies of one.
  *
  * Workload: 2 to 2,048 files. The first optimizer file and the first one
  * or two model states files are parsed in full (their trees stay until
  * the checkpoint is laid out). The rest run on a few worker threads, and
- * most of them are never parsed: ranks after the first write the same
- * pickle (ZeRO-3 optimizer files of every rank, model states files of
- * ranks >= 1), so a file whose data.pkl has the template's size and
- * CRC-32 shares the template's tree, read against its own zip records.
- * A ZeRO-3 model states file of rank >= 2 holds nothing that is served
- * unless the model has frozen parameters; then it is only proven to
- * carry rank 1's pickle and a whole zip end (zf_ptfile_same_head()):
- * four small reads instead of its central directory and pickle.
+ * most zips among them are never parsed: ranks after the first write the
+ * same pickle (ZeRO-3 optimizer files of every rank, model states files
+ * of ranks >= 1), so a file whose data.pkl has the template's size and
+ * CRC-32 shares the template's tree, bound to its own records. A ZeRO-3
+ * model states zip of rank >= 2 holds nothing that is served unless the
+ * model has frozen parameters; then it is only proven to carry rank 1's
+ * pickle and a whole zip end (zf_container_same_head()): four small
+ * reads instead of its central directory and pickle. Legacy files record
+ * no CRC and name their storages by address, which differs from rank to
+ * rank: each is parsed.
  * man/zerofs-checkpoint.5 (CHECKS) says what is checked where.
  */
 #include "ckpt_i.h"
@@ -23,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "io.h"
 #include "workers.h"
@@ -60,37 +62,27 @@ static int open_source(struct zf_loader *L, struct zf_loaded *f,
 	return rc;
 }
 
-/* Reads f's zip directory (the pickle stays on disk until parsed). */
-static int open_zip(struct zf_loader *L, struct zf_loaded *f,
-		    struct zf_error *err)
+/* Reads f's container: a zip's directory, or a legacy file's small
+ * pickles and key list (the main pickle stays on disk until parsed). */
+static int open_container(struct zf_loader *L, struct zf_loaded *f,
+			  struct zf_error *err)
 {
-	return zf_ptfile_open(L->ck->files[f->file], ZF_PTFILE_LAZY_PICKLE,
-			      &f->pf, err);
+	int rc = zf_container_open(L->ck->files[f->file], &f->ct, err);
+
+	if (!rc)
+		L->ck->kinds[f->file] = zf_container_kind(f->ct);
+	return rc;
 }
 
-/* Parses f's pickle; its top level must be a dict. */
+/* Parses f's main pickle; its top level must be a dict. */
 static int parse(struct zf_loaded *f, struct zf_error *err)
 {
-	const char *path = zf_ptfile_path(f->pf);
-	const unsigned char *pkl;
-	size_t len;
-	int rc;
+	const char *path = zf_container_path(f->ct);
+	int rc = zf_container_parse(f->ct, &f->pk, err);
 
-	rc = zf_ptfile_load_pickle(f->pf, err);
 	if (rc)
 		return rc;
-	pkl = zf_ptfile_pickle(f->pf, &len);
-	rc = zf_pickle_load(pkl, len, NULL, &f->pk, err);
-	/* Parsed values copy what they keep: the bytes can go. */
-	zf_ptfile_drop_pickle(f->pf);
-	if (rc) {
-		zf_error_where(err, path);
-		return rc;
-	}
-	/* A legacy file's records are found with its pickle's storages. */
-	rc = zf_ptfile_bind(f->pf, f->pk, err);
-	if (rc)
-		return rc;
+	f->tree = f->pk;
 	f->root = zf_pickle_root(f->pk);
 	if (!zf_pv_is(f->root, ZF_PV_DICT))
 		return zf_fail_at(err, ZF_EFORMAT, path,
@@ -99,72 +91,58 @@ static int parse(struct zf_loaded *f, struct zf_error *err)
 	return ZF_OK;
 }
 
+/* Whether f's main pickle is byte for byte tmpl's, as far as the format
+ * tells without reading it (a zip: size and CRC-32). */
+static bool same_pickle(const struct zf_loaded *f, const struct zf_loaded *tmpl)
+{
+	uint64_t a[2], b[2];
+
+	return tmpl && tmpl->tree && tmpl->ct && zf_container_pickle_id(f->ct, a) &&
+	       zf_container_pickle_id(tmpl->ct, b) && a[0] == b[0] && a[1] == b[1];
+}
+
 /*
- * Gives f the template's tree when its data.pkl has the template's size
- * and CRC-32 (the same pickle: its storage keys then name f's own
- * records), else parses it.
+ * Gives f the template's tree when its main pickle is the template's (its
+ * storage keys then name f's own records), else parses it; then checks
+ * the tree against f's records (a legacy file's are found so).
  */
 static int parse_or_share(struct zf_loaded *f, const struct zf_loaded *tmpl,
 			  struct zf_error *err)
 {
-	/* A legacy file's storage keys are addresses, its own: parsed. */
-	if (tmpl && tmpl->root && tmpl->pf && !zf_ptfile_is_legacy(f->pf) &&
-	    !zf_ptfile_is_legacy(tmpl->pf)) {
-		struct zf_record a, b;
+	int rc = ZF_OK;
 
-		zf_ptfile_pickle_record(f->pf, &a);
-		zf_ptfile_pickle_record(tmpl->pf, &b);
-		if (a.size == b.size && a.crc32 == b.crc32) {
-			f->root = tmpl->root;
-			return ZF_OK;
-		}
+	if (same_pickle(f, tmpl)) {
+		f->tree = tmpl->tree;
+		f->root = tmpl->root;
+	} else {
+		rc = parse(f, err);
 	}
-	return parse(f, err);
+	if (!rc)
+		rc = zf_container_bind(f->ct, f->tree, err);
+	return rc;
 }
 
-/* Frees what f holds of its parse and zip directory. */
+/* Frees what f holds of its parse and container. */
 static void unload(struct zf_loaded *f)
 {
 	zf_pickle_free(f->pk);
 	f->pk = NULL;
+	f->tree = NULL;
 	f->root = NULL;
-	zf_ptfile_close(f->pf);
-	f->pf = NULL;
+	zf_container_close(f->ct);
+	f->ct = NULL;
 }
 
-/*
- * A digest of an optimizer file's zip records: each entry's full name,
- * size and CRC-32. torch.save() names the records after the file (the
- * archive prefix is the file name's stem), and each rank's file holds
- * its own fp32 partition and moments, so two ranks' files never agree on
- * all of them; a copy of one under another rank's name does.
- */
+/* A digest of an optimizer file's records (zf_container_digest()): two
+ * ranks' files never have the same; a copy of one under another rank's
+ * name does. */
 static int digest_records(struct zf_loaded *f, struct zf_error *err)
 {
-	XXH3_state_t *st = XXH3_createState();
-	struct zf_ptfile_entry ent;
-	XXH128_hash_t h;
+	int rc = zf_container_digest(f->ct, f->digest, err);
 
-	if (!st)
-		return zf_fail(err, ZF_ENOMEM, "out of memory");
-	/* A legacy file has no sizes or CRCs to tell copies by. */
-	if (zf_ptfile_is_legacy(f->pf)) {
-		XXH3_freeState(st);
-		return ZF_OK;
-	}
-	XXH3_128bits_reset(st);
-	for (size_t i = 0; zf_ptfile_entry(f->pf, i, &ent) == ZF_OK; i++) {
-		uint64_t v[2] = { ent.size, ent.crc32 };
-
-		XXH3_128bits_update(st, ent.name, strlen(ent.name) + 1);
-		XXH3_128bits_update(st, v, sizeof(v));
-	}
-	h = XXH3_128bits_digest(st);
-	XXH3_freeState(st);
-	f->digest[0] = h.high64;
-	f->digest[1] = h.low64;
-	f->has_digest = true;
-	return ZF_OK;
+	if (!rc)
+		f->has_digest = true;
+	return rc;
 }
 
 /* --- running items on workers ----------------------------------------- */
@@ -268,34 +246,21 @@ static int open_first(struct zf_loader *L, size_t k, struct zf_error *err)
 
 	rc = open_source(L, f, path, err);
 	if (!rc)
-		rc = open_zip(L, f, err);
-	if (!rc && f == &L->optim[0])
-		rc = digest_records(f, err);
+		rc = open_container(L, f, err);
 	return rc;
-}
-
-/* Whether two opened zip files hold the same pickle (size and CRC-32). */
-static bool same_pickle(const struct zf_loaded *a, const struct zf_loaded *b)
-{
-	struct zf_record ra, rb;
-
-	if (zf_ptfile_is_legacy(a->pf) || zf_ptfile_is_legacy(b->pf))
-		return false;
-	zf_ptfile_pickle_record(a->pf, &ra);
-	zf_ptfile_pickle_record(b->pf, &rb);
-	return ra.size == rb.size && ra.crc32 == rb.crc32;
 }
 
 static int parse_first(struct zf_loader *L, size_t k, struct zf_error *err)
 {
 	const char *path;
 	struct zf_loaded *f = first_item(L, k, &path);
+	int rc = f->tree ? ZF_OK : parse(f, err);
 
-	/* Rank 1's model states are often rank 0's pickle exactly (no tied
-	 * params to record): then one parse serves both. */
-	if (n_first_ranks(L) == 3 && f == &L->model[1] && same_pickle(&L->model[0], f))
-		return ZF_OK;
-	return f->root ? ZF_OK : parse(f, err);
+	if (!rc)
+		rc = zf_container_bind(f->ct, f->tree, err);
+	if (!rc && f == &L->optim[0])
+		rc = digest_records(f, err);
+	return rc;
 }
 
 int zf_load_first_ranks(struct zf_loader *L, struct zf_error *err)
@@ -306,11 +271,20 @@ int zf_load_first_ranks(struct zf_loader *L, struct zf_error *err)
 	run_items(L, n, open_first, &failed, err);
 	if (failed < n)
 		return err ? err->status : ZF_EFORMAT;
+	/* Rank 1's model states are often rank 0's pickle exactly (no tied
+	 * params to record): then one parse serves both. */
+	if (n_first_ranks(L) == 3 && same_pickle(&L->model[1], &L->model[0])) {
+		struct zf_loaded *m0 = &L->model[0];
+
+		rc = parse(m0, err);
+		if (rc)
+			return rc;
+		L->model[1].tree = m0->tree;
+		L->model[1].root = m0->root;
+	}
 	run_items(L, n, parse_first, &failed, err);
 	if (failed < n)
 		return err ? err->status : ZF_EFORMAT;
-	if (n_first_ranks(L) == 3 && !L->model[1].root)
-		L->model[1].root = L->model[0].root;
 	/* Rank 0 first: every other rank is checked against it. Without
 	 * optimizer files, the model states say what there is. */
 	if (!L->ws) {
@@ -336,11 +310,11 @@ static int load_optim(struct zf_loader *L, uint32_t r, struct zf_error *err)
 
 	rc = open_source(L, f, zf_optim_path(L, r), err);
 	if (!rc)
-		rc = open_zip(L, f, err);
-	if (!rc)
-		rc = digest_records(f, err);
+		rc = open_container(L, f, err);
 	if (!rc)
 		rc = parse_or_share(f, L->optim_tmpl, err);
+	if (!rc)
+		rc = digest_records(f, err);
 	if (!rc)
 		rc = zf_load_optim_rank(L, r, err);
 	if (!rc)
@@ -362,12 +336,14 @@ static int load_model(struct zf_loader *L, uint32_t r, struct zf_error *err)
 	if (!L->frozen) {
 		bool same;
 
-		rc = zf_ptfile_same_head(L->model_tmpl->pf, L->ck->files[f->file],
-					 &same, err);
+		rc = zf_container_same_head(L->model_tmpl->ct, L->ck->files[f->file],
+					    &same, err);
+		if (same)
+			L->ck->kinds[f->file] = zf_container_kind(L->model_tmpl->ct);
 		if (rc || same)
 			return rc;
 	}
-	rc = open_zip(L, f, err);
+	rc = open_container(L, f, err);
 	if (!rc)
 		rc = parse_or_share(f, L->model_tmpl, err);
 	if (!rc)
@@ -505,8 +481,11 @@ static int check_distinct_records(struct zf_loader *L, struct zf_error *err)
 	if (b == UINT32_MAX)
 		return ZF_OK;
 	return zf_fail_at(err, ZF_EFORMAT, zf_optim_path(L, b),
-			  "holds the same records as '%s' (names, sizes and CRC-32s): a copy of one rank's optimizer file under another rank's name",
-			  zf_optim_path(L, a));
+			  "holds the same records as '%s' (%s): a copy of one rank's optimizer file under another rank's name",
+			  zf_optim_path(L, a),
+			  L->ck->kinds[L->optim[b].file] == ZF_CONTAINER_LEGACY ?
+				  "keys, sizes and the bytes at each record's ends" :
+				  "names, sizes and CRC-32s");
 }
 
 int zf_load_other_ranks(struct zf_loader *L, struct zf_error *err)

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
+
 #define MAX_RANKS 65536
 
 char *zf_ckpt_path_join(const char *a, const char *b)
@@ -143,7 +145,7 @@ static enum rank_file classify(const char *name, uint32_t *rank, uint32_t *mp)
 
 struct found {
 	char **names; /* indexed by rank, NULL when missing */
-	uint32_t cap;
+	size_t cap;
 	uint32_t max_rank_plus1;
 };
 
@@ -157,17 +159,11 @@ static int found_put(struct found *f, uint32_t rank, const char *name,
 		return ZF_EUNSUPPORTED;
 	}
 	if (rank >= f->cap) {
-		uint32_t cap = f->cap ? f->cap : 16;
-		char **n;
+		size_t was = f->cap;
 
-		while (cap <= rank)
-			cap *= 2;
-		n = realloc(f->names, cap * sizeof(*n));
-		if (!n)
+		if (zf_grow(&f->names, &f->cap, (size_t)rank + 1, 16))
 			return zf_fail(err, ZF_ENOMEM, "out of memory");
-		memset(n + f->cap, 0, (cap - f->cap) * sizeof(*n));
-		f->names = n;
-		f->cap = cap;
+		memset(f->names + was, 0, (f->cap - was) * sizeof(*f->names));
 	}
 	if (f->names[rank]) {
 		zf_fail(err, ZF_EFORMAT,
@@ -186,7 +182,7 @@ static int found_put(struct found *f, uint32_t rank, const char *name,
 
 static void found_release(struct found *f)
 {
-	for (uint32_t i = 0; i < f->cap; i++)
+	for (size_t i = 0; i < f->cap; i++)
 		free(f->names[i]);
 	free(f->names);
 	memset(f, 0, sizeof(*f));

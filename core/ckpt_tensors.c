@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckd.h"
 #include "strmap.h"
 #include "text.h"
 
@@ -37,7 +38,7 @@ static int read_shape(const struct zf_pv *v, const char *name, const char *path,
 					  "the shape of '%s' has a dimension that is not a non-negative int",
 					  name);
 		t->shape[i] = (uint64_t)d->u.i;
-		if (zf_mul_overflow(numel, t->shape[i], &numel) ||
+		if (zf_ckd_mul(&numel, numel, t->shape[i]) ||
 		    numel > ((uint64_t)1 << 61))
 			return zf_fail_at(err, ZF_EFORMAT, path,
 					  "the shape of '%s' is absurd: its element count overflows",

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "text.h"
 
 #define NONE SIZE_MAX
@@ -249,15 +250,8 @@ static int scan_key(struct scan *s, size_t depth, size_t lead, size_t *cur)
 		m.kind = KEY_TORCH_DTYPE;
 	else if (key_is(s->p + m.key + 1, m.key_end - m.key - 2, "dtype"))
 		m.kind = KEY_DTYPE;
-	if (s->n_m == s->cap_m) {
-		size_t cap = s->cap_m ? 2 * s->cap_m : 64;
-		struct member *v = realloc(s->m, cap * sizeof(*v));
-
-		if (!v)
-			return zf_fail(s->err, ZF_ENOMEM, "out of memory");
-		s->m = v;
-		s->cap_m = cap;
-	}
+	if (s->n_m == s->cap_m && zf_grow(&s->m, &s->cap_m, s->n_m + 1, 64))
+		return zf_fail(s->err, ZF_ENOMEM, "out of memory");
 	*cur = s->n_m;
 	s->m[s->n_m++] = m;
 	return ZF_OK;

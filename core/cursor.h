@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A bounded reader of little-endian fields in a span of bytes already in
- * memory: the pickle machine reads its opcodes' arguments with it, and the
- * zip and safetensors readers read their records with it. Private to
+ * memory: the pickle machine reads its opcodes' arguments with it, the zip
+ * and legacy torch readers their headers and records, and zf_put_le64()
+ * writes the one little-endian field of a safetensors header. Private to
  * core/.
  *
  * Every read is checked against the end of the span. A read that does not
@@ -165,6 +166,15 @@ static inline uint32_t zf_le32(const unsigned char *s)
 static inline uint64_t zf_le64(const unsigned char *s)
 {
 	return (uint64_t)zf_le32(s) | (uint64_t)zf_le32(s + 4) << 32;
+}
+
+/* The writing side, for the few fields zerofs writes (the length prefix
+ * of a safetensors header): v as 8 little-endian bytes at s, which the
+ * caller has room for. */
+static inline void zf_put_le64(unsigned char *s, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		s[i] = (unsigned char)(v >> (8 * i));
 }
 
 /* Little-endian unsigned of n <= 8 bytes at s. */

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "export_i.h"
+#include "grow.h"
 #include "workers.h"
 
 /* Work unit and per-thread buffer: large enough that syscalls cost
@@ -466,6 +467,7 @@ static int find_stale(const struct zf_hfdir *d, int dirfd, char ***stale,
 	int fd = dup(dirfd);
 	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
+	size_t cap = 0;
 	int rc = ZF_OK;
 
 	*stale = NULL;
@@ -478,18 +480,13 @@ static int find_stale(const struct zf_hfdir *d, int dirfd, char ***stale,
 	/* A dup shares the folder's read position with dirfd: start over. */
 	rewinddir(dir);
 	while ((de = readdir(dir))) {
-		char **grown;
-
 		if (!is_weight_name(de->d_name) || zf_hfdir_lookup(d, de->d_name))
 			continue;
-		grown = realloc(*stale, (*n_stale + 1) * sizeof(**stale));
-		if (!grown || !(grown[*n_stale] = strdup(de->d_name))) {
-			if (grown)
-				*stale = grown;
+		if ((*n_stale == cap && zf_grow(stale, &cap, *n_stale + 1, 8)) ||
+		    !((*stale)[*n_stale] = strdup(de->d_name))) {
 			rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 			break;
 		}
-		*stale = grown;
 		(*n_stale)++;
 	}
 	closedir(dir);

@@ -21,6 +21,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "grow.h"
+
 /* A folder out_dir may not be (equal) or not be nor lie in (inside). */
 struct fence {
 	dev_t dev;
@@ -55,15 +57,8 @@ static int add_fence(struct fences *fs, const char *path, bool inside,
 		if (fs->v[i].dev == st.st_dev && fs->v[i].ino == st.st_ino &&
 		    (fs->v[i].inside || !inside))
 			return ZF_OK;
-	if (fs->n == fs->cap) {
-		size_t cap = fs->cap ? 2 * fs->cap : 8;
-		struct fence *v = realloc(fs->v, cap * sizeof(*v));
-
-		if (!v)
-			return zf_fail(err, ZF_ENOMEM, "out of memory");
-		fs->v = v;
-		fs->cap = cap;
-	}
+	if (fs->n == fs->cap && zf_grow(&fs->v, &fs->cap, fs->n + 1, 8))
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	fs->v[fs->n] = (struct fence){ st.st_dev, st.st_ino, inside, what, strdup(path) };
 	if (!fs->v[fs->n].path)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");

@@ -27,6 +27,7 @@
 
 #include "config_dtype.h"
 #include "confine.h"
+#include "grow.h"
 #include "io.h"
 
 static const char *const wanted[] = {
@@ -49,15 +50,8 @@ struct zf_vfile_entry *zf_vfiles_add(struct zf_vfiles *l, const char *name)
 	struct zf_vfile_entry *e;
 	char *copy;
 
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		struct zf_vfile_entry *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return NULL;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (l->n == l->cap && zf_grow(&l->v, &l->cap, l->n + 1, 16))
+		return NULL;
 	copy = strdup(name);
 	if (!copy)
 		return NULL;
@@ -65,18 +59,6 @@ struct zf_vfile_entry *zf_vfiles_add(struct zf_vfiles *l, const char *name)
 	memset(e, 0, sizeof(*e));
 	e->f.name = copy;
 	return e;
-}
-
-static bool grow_left_outs(struct zf_left_outs *lo)
-{
-	size_t cap = lo->cap ? 2 * lo->cap : 8;
-	struct zf_left_out *v = realloc(lo->v, cap * sizeof(*v));
-
-	if (!v)
-		return false;
-	lo->v = v;
-	lo->cap = cap;
-	return true;
 }
 
 static bool is_wanted(const char *name)
@@ -91,7 +73,7 @@ int zf_left_outs_add(struct zf_left_outs *lo, const char *path, char *why)
 {
 	char *p = strdup(path);
 
-	if (!p || (lo->n == lo->cap && !grow_left_outs(lo))) {
+	if (!p || (lo->n == lo->cap && zf_grow(&lo->v, &lo->cap, lo->n + 1, 8))) {
 		free(p);
 		free(why);
 		return -1;
@@ -244,15 +226,8 @@ int zf_hf_add_metadata(struct zf_vfiles *l, struct zf_left_outs *lo,
 	while ((de = readdir(d))) {
 		if (strcmp(de->d_name, "config.json") && !is_wanted(de->d_name))
 			continue;
-		if (n == cap) {
-			size_t nc = cap ? 2 * cap : 16;
-			char **v = realloc(names, nc * sizeof(*v));
-
-			if (!v)
-				break;
-			names = v;
-			cap = nc;
-		}
+		if (n == cap && zf_grow(&names, &cap, n + 1, 16))
+			break;
 		if (!(names[n] = strdup(de->d_name)))
 			break;
 		n++;

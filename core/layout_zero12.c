@@ -18,6 +18,8 @@
 
 #include <stdlib.h>
 
+#include "ckd.h"
+
 static uint64_t align_up(uint64_t x, uint64_t to)
 {
 	return (x + to - 1) / to * to;
@@ -48,7 +50,7 @@ int zf_layout_zero12(struct zf_loader *L, struct zf_error *err)
 		for (uint32_t r = 0; r < ws; r++) {
 			const struct zf_seg *part = &L->ropt[r].parts[g];
 
-			if (zf_add_overflow(have, part->numel, &have)) {
+			if (zf_ckd_add(&have, have, part->numel)) {
 				rc = zf_fail(err, ZF_EFORMAT, "partition sizes overflow");
 				goto out;
 			}

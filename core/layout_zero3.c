@@ -19,6 +19,8 @@
 
 #include <stdlib.h>
 
+#include "ckd.h"
+
 int zf_layout_zero3(struct zf_loader *L, struct zf_error *err)
 {
 	struct zf_ckpt *ck = L->ck;
@@ -32,7 +34,7 @@ int zf_layout_zero3(struct zf_loader *L, struct zf_error *err)
 
 		pl->kind = ZF_PLACE_ZERO3;
 		pl->u.zero3.flat = need;
-		if (zf_add_overflow(need, p, &need))
+		if (zf_ckd_add(&need, need, p))
 			return zf_fail(err, ZF_EFORMAT, "parameter sizes overflow");
 	}
 	/* The sizes must add up on every rank before anything is served. */

@@ -14,6 +14,9 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "ckd.h"
+#include "grow.h"
+
 static uint64_t min3(uint64_t a, uint64_t b, uint64_t c)
 {
 	uint64_t m = a < b ? a : b;
@@ -46,7 +49,7 @@ int zf_tables_intern(struct zf_tables *t, const uint64_t *v, size_t n,
 		     uint32_t *id, struct zf_error *err)
 {
 	uint64_t hash = XXH3_64bits(v, n * sizeof(*v));
-	size_t k;
+	size_t k, need;
 
 	/* Keep the index at most half full. */
 	if ((size_t)t->n * 2 >= (t->mask ? t->mask + 1 : 0) && grow_slots(t))
@@ -62,27 +65,10 @@ int zf_tables_intern(struct zf_tables *t, const uint64_t *v, size_t n,
 	}
 	if (t->n == UINT32_MAX - 1)
 		return zf_fail(err, ZF_ENOMEM, "too many distinct tables");
-	if (t->n == t->cap_refs) {
-		uint32_t cap = t->cap_refs ? 2 * t->cap_refs : 16;
-		struct zf_table_ref *r = realloc(t->refs, cap * sizeof(*r));
-
-		if (!r)
-			return zf_fail(err, ZF_ENOMEM, "out of memory");
-		t->refs = r;
-		t->cap_refs = cap;
-	}
-	if (n > t->cap - t->len) {
-		size_t cap = t->cap ? 2 * t->cap : 256;
-		uint64_t *d;
-
-		while (cap - t->len < n)
-			cap *= 2;
-		d = realloc(t->data, cap * sizeof(*d));
-		if (!d)
-			return zf_fail(err, ZF_ENOMEM, "out of memory");
-		t->data = d;
-		t->cap = cap;
-	}
+	if (t->n == t->cap_refs && zf_grow(&t->refs, &t->cap_refs, (size_t)t->n + 1, 16))
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
+	if (zf_ckd_add(&need, t->len, n) || zf_grow(&t->data, &t->cap, need, 256))
+		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	if (n)
 		memcpy(t->data + t->len, v, n * sizeof(*v));
 	t->refs[t->n] = (struct zf_table_ref){ t->len, n, hash };

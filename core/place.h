@@ -74,7 +74,8 @@ struct zf_tables {
 		size_t off, n;	/* where in data, how many entries */
 		uint64_t hash;
 	} *refs;
-	uint32_t n, cap_refs;
+	uint32_t n;
+	size_t cap_refs;
 	uint32_t *slots;	/* hash index over refs; UINT32_MAX is empty */
 	size_t mask;		/* slots - 1 */
 };

@@ -1,95 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A torch.save() zip, read for pread(): the central directory is parsed
- * here (classic and ZIP64 end records, the 0x0001 extra field), and each
- * needed record's data offset is computed from its *local* header, because
- * torch pads data to 64 bytes with a local-only extra field (0x4246) and
- * writes zero sizes there (bit 3, data descriptor): man/zerofs-checkpoint.5,
- * "The container".
+ * A torch.save() zip, read for pread(): the end records (classic and
+ * ZIP64), the central directory with its ZIP64 extra fields, and each
+ * needed record's local header, whose *local* extra field decides where
+ * the data starts (torch pads data to 64 bytes there and writes zero
+ * sizes, bit 3: man/zerofs-checkpoint.5, "The zip container").
  *
- * libzip has no public call for an entry's data offset, so it is used as a
- * second, independent reader instead: after our own parse, libzip opens
- * the same file (through a libzip source reading our zf_source) and must see the
- * same entries with the same names, sizes, CRCs and methods. It also reads
- * the records for zf_ptfile_check_crc(), which validates the CRC-32 of
- * stored entries at their end (ZIP_ER_CRC).
+ * Every fixed-offset field is read through a cursor (cursor.h) over the
+ * bytes of its structure, so no read can leave the structure it belongs
+ * to; every length and offset taken from the file is checked against the
+ * file size and the structure it must lie inside with zf_ckd_*()
+ * arithmetic, and every allocation sized from the file is capped.
  *
- * The file is hostile until proven otherwise: every length and offset is
- * checked against the file size and the structure it must lie inside,
- * with overflow-safe arithmetic, and every allocation sized from the file
- * is capped.
- *
- * A file in torch's legacy (non-zip) format, which DeepSpeed >= 0.17 writes
- * with "checkpoint_serialization": false, opens too: its first bytes say
- * so, and core/ptlegacy.c reads it. Its records are found once the main
- * pickle is parsed (zf_ptfile_bind()); it has no directory for libzip to
- * cross-check and no CRC-32s.
+ * The second opinion on the same bytes (libzip's reading of the directory,
+ * the CRC-32 of every record) is ptfile_check.c.
  */
-#include "zerofs/ptfile.h"
+#include "ptfile_i.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zip.h>
 
-#include "zerofs/ptlegacy.h"
+#include "ckd.h"
+#include "cursor.h"
 #include "zerofs/source.h"
-
-#define SIG_LOCAL 0x04034b50u
-#define SIG_CENTRAL 0x02014b50u
-#define SIG_EOCD 0x06054b50u
-#define SIG_EOCD64 0x06064b50u
-#define SIG_LOCATOR64 0x07064b50u
-
-#define LOCAL_LEN 30	/* fixed part of a local file header */
-#define CENTRAL_LEN 46	/* fixed part of a central directory header */
-#define EOCD_LEN 22	/* classic end of central directory record */
-#define EOCD64_LEN 56	/* zip64 end of central directory record */
-#define LOCATOR64_LEN 20
-#define MAX_COMMENT 0xffffu
-
-#define EXTRA_ZIP64 0x0001u
-
-#define FLAG_ENCRYPTED 0x0001u
-#define FLAG_STRONG_ENCRYPTION 0x0040u
-
-#define CRC_CHUNK ((size_t)1 << 20)
-
-/* What the central directory says about one entry, plus where its data is. */
-struct pt_entry {
-	size_t name;	      /* offset of the NUL-terminated name in names */
-	uint16_t name_len;    /* bytes, without the NUL */
-	uint16_t method;      /* 0 stored, 8 deflate, ... */
-	uint16_t flags;	      /* general purpose bit flags */
-	uint32_t crc32;
-	uint64_t csize;	      /* bytes in the file */
-	uint64_t usize;	      /* bytes after decompression */
-	uint64_t lh_offset;   /* absolute offset of the local header */
-	uint64_t data_offset; /* absolute, UINT64_MAX until located */
-};
-
-/* A name (or storage key) and the entry it belongs to, for sorting. */
-struct pt_key {
-	const char *key;
-	size_t idx;
-};
-
-struct zf_ptfile {
-	struct zf_source *src;	/* every byte is read through it */
-	bool owns_src;		/* opened by zf_ptfile_open_path() */
-	uint64_t size;		/* bytes, at open */
-	uint64_t cd_offset;	/* record data must end before this */
-	struct pt_entry *ent;
-	size_t count;
-	char *names;		/* every entry name, NUL-terminated */
-	size_t pickle_idx;	/* the data.pkl entry; its name starts with the prefix */
-	size_t prefix_len;	/* bytes before "data.pkl", the '/' included */
-	struct pt_key *records; /* <prefix>data/<key>, sorted by key */
-	size_t n_records;
-	unsigned char *pickle;
-	size_t pickle_len;
-	struct zf_ptlegacy *legacy; /* torch's legacy format: none of the above */
-};
 
 /* Where the central directory is, from the end records. */
 struct pt_cdir {
@@ -99,83 +33,93 @@ struct pt_cdir {
 	uint64_t limit;	 /* the first end record: the directory ends by here */
 };
 
-/* Returns true when a + b overflows. */
-static bool add_overflows(uint64_t a, uint64_t b, uint64_t *sum)
+/* The last bytes of the file read first: torch writes no archive
+ * comment, so its end records are there, and thousands of rank files may
+ * be opened at once. The whole 64 KiB a comment may take only when not. */
+#define TAIL_FIRST ((uint64_t)4096)
+
+/* Finds the classic end record in tail (tail_len bytes ending at the end
+ * of the file): the last one whose comment reaches the end exactly.
+ * SIZE_MAX when there is none. */
+static size_t find_eocd(const unsigned char *tail, size_t tail_len)
 {
-	return __builtin_add_overflow(a, b, sum);
+	struct zf_cursor c = zf_cursor_make(tail, tail_len);
+
+	for (size_t i = tail_len - ZIP_EOCD_LEN + 1; i-- > 0;) {
+		if (zf_cursor_u32_at(&c, i + EOCD_SIG) == ZIP_SIG_EOCD &&
+		    i + ZIP_EOCD_LEN + zf_cursor_u16_at(&c, i + EOCD_COMMENT_LEN) == tail_len)
+			return i;
+	}
+	return SIZE_MAX;
 }
 
-/* A bounds-checked little-endian reader over bytes in memory. */
-struct cursor {
-	const unsigned char *p;
-	size_t left;
-};
-
-static bool cur_take(struct cursor *c, size_t n, const unsigned char **out)
+/*
+ * The ZIP64 locator (loc, read just before the classic end record at
+ * eocd) and the record it points at: they replace the classic counts,
+ * size and offset in *cd, which must agree where they are not the 0xff..
+ * marker.
+ */
+static int read_end64(const struct zf_ptfile *pf, struct zf_cursor *loc,
+		      uint64_t eocd, struct pt_cdir *cd, struct zf_error *err)
 {
-	if (c->left < n)
-		return false;
-	*out = c->p;
-	c->p += n;
-	c->left -= n;
-	return true;
-}
+	unsigned char rec[ZIP_EOCD64_LEN];
+	struct zf_cursor r = zf_cursor_make(rec, sizeof(rec));
+	uint32_t z64_disk = zf_cursor_u32_at(loc, LOC64_DISK);
+	uint32_t n_disks = zf_cursor_u32_at(loc, LOC64_DISKS);
+	uint64_t z64 = zf_cursor_u64_at(loc, LOC64_EOCD64);
+	uint64_t loc_off = eocd - ZIP_LOCATOR64_LEN, end, rec_size;
+	uint64_t n64, size64, off64;
+	int rc;
 
-static uint16_t get_u16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] | (unsigned)p[1] << 8);
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-static bool cur_u16(struct cursor *c, uint16_t *v)
-{
-	const unsigned char *p;
-
-	if (!cur_take(c, 2, &p))
-		return false;
-	*v = get_u16(p);
-	return true;
-}
-
-static bool cur_u32(struct cursor *c, uint32_t *v)
-{
-	const unsigned char *p;
-
-	if (!cur_take(c, 4, &p))
-		return false;
-	*v = get_u32(p);
-	return true;
-}
-
-static bool cur_u64(struct cursor *c, uint64_t *v)
-{
-	const unsigned char *p;
-
-	if (!cur_take(c, 8, &p))
-		return false;
-	*v = get_u64(p);
-	return true;
-}
-
-static const char *ent_name(const struct zf_ptfile *pf,
-			    const struct pt_entry *e)
-{
-	return pf->names + e->name;
-}
-
-static bool is_encrypted(const struct pt_entry *e)
-{
-	return (e->flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION)) != 0;
+	if (z64_disk != 0 || n_disks > 1)
+		return zf_fail(err, ZF_EUNSUPPORTED,
+			       "multi-disk archives are not supported (zip64 locator: disk %u of %u)",
+			       z64_disk, n_disks);
+	if (z64 >= pf->size)
+		return zf_fail(err, ZF_EFORMAT,
+			       "zip64 end of central directory offset %llu is past the end of the file (%llu bytes)",
+			       (unsigned long long)z64, (unsigned long long)pf->size);
+	if (zf_ckd_add(&end, z64, ZIP_EOCD64_LEN) || end > loc_off)
+		return zf_fail(err, ZF_EFORMAT,
+			       "zip64 end of central directory at offset %llu runs into its locator at %llu",
+			       (unsigned long long)z64, (unsigned long long)loc_off);
+	rc = zf_source_pread(pf->src, rec, sizeof(rec), z64, err);
+	if (rc)
+		return rc;
+	if (zf_cursor_u32_at(&r, EOCD64_SIG) != ZIP_SIG_EOCD64)
+		return zf_fail(err, ZF_EFORMAT,
+			       "bad zip64 end of central directory signature 0x%08x at offset %llu",
+			       zf_cursor_u32_at(&r, EOCD64_SIG), (unsigned long long)z64);
+	/* The size field counts the bytes after itself (12 before it). */
+	rec_size = zf_cursor_u64_at(&r, EOCD64_SIZE);
+	if (rec_size < ZIP_EOCD64_LEN - 12 || zf_ckd_add(&end, z64 + 12, rec_size) ||
+	    end > loc_off)
+		return zf_fail(err, ZF_EFORMAT,
+			       "zip64 end of central directory at offset %llu has a bad size %llu",
+			       (unsigned long long)z64, (unsigned long long)rec_size);
+	n64 = zf_cursor_u64_at(&r, EOCD64_ENTRIES);
+	size64 = zf_cursor_u64_at(&r, EOCD64_CD_SIZE);
+	off64 = zf_cursor_u64_at(&r, EOCD64_CD_OFFSET);
+	if (zf_cursor_u32_at(&r, EOCD64_DISK) != 0 || zf_cursor_u32_at(&r, EOCD64_CD_DISK) != 0 ||
+	    zf_cursor_u64_at(&r, EOCD64_DISK_ENTRIES) != n64)
+		return zf_fail(err, ZF_EUNSUPPORTED,
+			       "multi-disk archives are not supported (zip64 record: disk %u, central directory on disk %u)",
+			       zf_cursor_u32_at(&r, EOCD64_DISK),
+			       zf_cursor_u32_at(&r, EOCD64_CD_DISK));
+	/* Classic fields that are not the 0xff.. marker must agree. */
+	if ((cd->count != 0xffffu && cd->count != n64) ||
+	    (cd->size != 0xffffffffu && cd->size != size64) ||
+	    (cd->offset != 0xffffffffu && cd->offset != off64))
+		return zf_fail(err, ZF_EFORMAT,
+			       "end of central directory records disagree: %u entries, %u bytes at %u vs. zip64 %llu entries, %llu bytes at %llu",
+			       (unsigned)cd->count, (unsigned)cd->size, (unsigned)cd->offset,
+			       (unsigned long long)n64, (unsigned long long)size64,
+			       (unsigned long long)off64);
+	cd->count = n64;
+	cd->size = size64;
+	cd->offset = off64;
+	cd->limit = z64;
+	return ZF_OK;
 }
 
 /*
@@ -186,22 +130,18 @@ static int read_end(const struct zf_ptfile *pf, struct pt_cdir *cd,
 		    struct zf_error *err)
 {
 	unsigned char *tail = NULL;
-	unsigned char loc[LOCATOR64_LEN], rec[EOCD64_LEN];
-	uint64_t tail_len, tail_off, eocd = 0, end;
-	uint16_t disk, cd_disk, n_disk, n_total;
-	uint32_t cd_size, cd_off;
-	const unsigned char *e = NULL;
-	size_t i;
-	int rc;
+	unsigned char loc_buf[ZIP_LOCATOR64_LEN];
+	struct zf_cursor t, loc = zf_cursor_make(loc_buf, sizeof(loc_buf));
+	uint64_t tail_len = 0, tail_off = 0, eocd;
+	size_t at = SIZE_MAX;
+	uint16_t disk, cd_disk, n_disk;
+	int rc = ZF_OK;
 
-	if (pf->size < EOCD_LEN)
+	if (pf->size < ZIP_EOCD_LEN)
 		return zf_fail(err, ZF_EFORMAT,
 			       "not a zip file: %llu bytes, too short for an end of central directory record",
 			       (unsigned long long)pf->size);
-	/* The last 4 KiB first: torch writes no archive comment, so the end
-	 * record is there, and thousands of rank files are opened at once;
-	 * the whole 64 KiB a comment may take only when it is not. */
-	for (uint64_t want = 4096;; want = EOCD_LEN + MAX_COMMENT) {
+	for (uint64_t want = TAIL_FIRST;; want = ZIP_EOCD_LEN + ZIP_MAX_COMMENT) {
 		tail_len = pf->size < want ? pf->size : want;
 		tail_off = pf->size - tail_len;
 		free(tail);
@@ -211,175 +151,178 @@ static int read_end(const struct zf_ptfile *pf, struct pt_cdir *cd,
 		rc = zf_source_pread(pf->src, tail, tail_len, tail_off, err);
 		if (rc)
 			goto out;
-		for (i = tail_len - EOCD_LEN + 1; i-- > 0;) {
-			if (get_u32(tail + i) == SIG_EOCD &&
-			    i + EOCD_LEN + get_u16(tail + i + 20) == tail_len) {
-				e = tail + i;
-				eocd = tail_off + i;
-				break;
-			}
-		}
-		if (e || tail_len == pf->size || want > 4096)
+		at = find_eocd(tail, tail_len);
+		if (at != SIZE_MAX || tail_len == pf->size || want > TAIL_FIRST)
 			break;
 	}
-	if (!e) {
+	if (at == SIZE_MAX) {
 		rc = zf_fail(err, ZF_EFORMAT,
 			     "not a zip file or truncated: no end of central directory record in the last %llu bytes",
 			     (unsigned long long)tail_len);
 		goto out;
 	}
-	disk = get_u16(e + 4);
-	cd_disk = get_u16(e + 6);
-	n_disk = get_u16(e + 8);
-	n_total = get_u16(e + 10);
-	cd_size = get_u32(e + 12);
-	cd_off = get_u32(e + 16);
-	cd->offset = cd_off;
-	cd->size = cd_size;
-	cd->count = n_total;
+	/* find_eocd() proved the whole record inside the tail. */
+	t = zf_cursor_make(tail, tail_len);
+	eocd = tail_off + at;
+	disk = zf_cursor_u16_at(&t, at + EOCD_DISK);
+	cd_disk = zf_cursor_u16_at(&t, at + EOCD_CD_DISK);
+	n_disk = zf_cursor_u16_at(&t, at + EOCD_DISK_ENTRIES);
+	cd->count = zf_cursor_u16_at(&t, at + EOCD_ENTRIES);
+	cd->size = zf_cursor_u32_at(&t, at + EOCD_CD_SIZE);
+	cd->offset = zf_cursor_u32_at(&t, at + EOCD_CD_OFFSET);
 	cd->limit = eocd;
 
-	if (eocd >= LOCATOR64_LEN) {
-		rc = zf_source_pread(pf->src, loc, sizeof(loc),
-				   eocd - LOCATOR64_LEN, err);
+	if (eocd >= ZIP_LOCATOR64_LEN) {
+		rc = zf_source_pread(pf->src, loc_buf, sizeof(loc_buf),
+				     eocd - ZIP_LOCATOR64_LEN, err);
 		if (rc)
 			goto out;
+		if (zf_cursor_u32_at(&loc, LOC64_SIG) == ZIP_SIG_LOCATOR64) {
+			rc = read_end64(pf, &loc, eocd, cd, err);
+			goto out;
+		}
 	}
-	if (eocd < LOCATOR64_LEN || get_u32(loc) != SIG_LOCATOR64) {
-		if (disk != 0 || cd_disk != 0 || n_disk != n_total) {
-			rc = zf_fail(err, ZF_EUNSUPPORTED,
-				     "multi-disk archives are not supported (disk %u, central directory on disk %u)",
-				     disk, cd_disk);
-			goto out;
-		}
-		if (cd_size == 0xffffffffu || cd_off == 0xffffffffu) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "end of central directory has zip64 markers (0xffffffff) but there is no zip64 locator");
-			goto out;
-		}
+	if (disk != 0 || cd_disk != 0 || n_disk != cd->count) {
+		rc = zf_fail(err, ZF_EUNSUPPORTED,
+			     "multi-disk archives are not supported (disk %u, central directory on disk %u)",
+			     disk, cd_disk);
 		goto out;
 	}
-
-	/* ZIP64: the locator says where the zip64 record is. */
-	{
-		uint32_t z64_disk = get_u32(loc + 4), n_disks = get_u32(loc + 16);
-		uint64_t z64 = get_u64(loc + 8), loc_off = eocd - LOCATOR64_LEN;
-		uint64_t rec_size;
-
-		if (z64_disk != 0 || n_disks > 1) {
-			rc = zf_fail(err, ZF_EUNSUPPORTED,
-				     "multi-disk archives are not supported (zip64 locator: disk %u of %u)",
-				     z64_disk, n_disks);
-			goto out;
-		}
-		if (z64 >= pf->size) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "zip64 end of central directory offset %llu is past the end of the file (%llu bytes)",
-				     (unsigned long long)z64,
-				     (unsigned long long)pf->size);
-			goto out;
-		}
-		if (add_overflows(z64, EOCD64_LEN, &end) || end > loc_off) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "zip64 end of central directory at offset %llu runs into its locator at %llu",
-				     (unsigned long long)z64,
-				     (unsigned long long)loc_off);
-			goto out;
-		}
-		rc = zf_source_pread(pf->src, rec, sizeof(rec), z64, err);
-		if (rc)
-			goto out;
-		if (get_u32(rec) != SIG_EOCD64) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "bad zip64 end of central directory signature 0x%08x at offset %llu",
-				     get_u32(rec), (unsigned long long)z64);
-			goto out;
-		}
-		rec_size = get_u64(rec + 4);
-		if (rec_size < EOCD64_LEN - 12 ||
-		    add_overflows(z64 + 12, rec_size, &end) || end > loc_off) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "zip64 end of central directory at offset %llu has a bad size %llu",
-				     (unsigned long long)z64,
-				     (unsigned long long)rec_size);
-			goto out;
-		}
-		if (get_u32(rec + 16) != 0 || get_u32(rec + 20) != 0 ||
-		    get_u64(rec + 24) != get_u64(rec + 32)) {
-			rc = zf_fail(err, ZF_EUNSUPPORTED,
-				     "multi-disk archives are not supported (zip64 record: disk %u, central directory on disk %u)",
-				     get_u32(rec + 16), get_u32(rec + 20));
-			goto out;
-		}
-		/* Classic fields that are not the 0xff.. marker must agree. */
-		if ((n_total != 0xffffu && n_total != get_u64(rec + 32)) ||
-		    (cd_size != 0xffffffffu && cd_size != get_u64(rec + 40)) ||
-		    (cd_off != 0xffffffffu && cd_off != get_u64(rec + 48))) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "end of central directory records disagree: %u entries, %u bytes at %u vs. zip64 %llu entries, %llu bytes at %llu",
-				     n_total, cd_size, cd_off,
-				     (unsigned long long)get_u64(rec + 32),
-				     (unsigned long long)get_u64(rec + 40),
-				     (unsigned long long)get_u64(rec + 48));
-			goto out;
-		}
-		cd->count = get_u64(rec + 32);
-		cd->size = get_u64(rec + 40);
-		cd->offset = get_u64(rec + 48);
-		cd->limit = z64;
-	}
+	if (cd->size == 0xffffffffu || cd->offset == 0xffffffffu)
+		rc = zf_fail(err, ZF_EFORMAT,
+			     "end of central directory has zip64 markers (0xffffffff) but there is no zip64 locator");
 out:
 	free(tail);
 	return rc;
 }
 
-/* Reads the zip64 extra field (0x0001): only the fields whose 32-bit
- * versions hold the 0xff.. marker are present, in this order. */
+/* Which of an entry's 32-bit fields hold the 0xff.. marker: those have
+ * their real value in the ZIP64 extra field, in this order. */
+struct zip64_need {
+	bool usize, csize, offset, disk;
+};
+
+/* Reads the zip64 extra field (0x0001) of a central directory entry. */
 static int read_zip64_extra(const char *name, const unsigned char *extra,
-			    uint16_t len, struct pt_entry *e, bool big_usize,
-			    bool big_csize, bool big_off, bool big_disk,
-			    struct zf_error *err)
+			    uint16_t len, struct pt_entry *e,
+			    struct zip64_need need, struct zf_error *err)
 {
-	struct cursor c = { extra, len };
+	struct zf_cursor c = zf_cursor_make(extra, len);
 	bool found = false;
 
-	while (c.left >= 4) {
-		uint16_t id, n;
-		const unsigned char *data;
-		struct cursor f;
+	while (zf_cursor_left(&c) >= 4) {
+		uint16_t id = zf_cursor_u16(&c), n = zf_cursor_u16(&c);
+		const unsigned char *data = zf_cursor_bytes(&c, n);
+		struct zf_cursor f;
+		uint64_t usize, csize, offset;
+		uint32_t disk;
 
-		cur_u16(&c, &id);
-		cur_u16(&c, &n);
-		if (!cur_take(&c, n, &data))
+		if (zf_cursor_failed(&c))
 			return zf_fail(err, ZF_EFORMAT,
 				       "entry '%s': extra field 0x%04x of %u bytes runs past the end of its %u-byte extra data",
 				       name, id, n, len);
-		if (id != EXTRA_ZIP64 || found)
+		if (id != ZIP_EXTRA_ZIP64 || found)
 			continue;
 		found = true;
-		f.p = data;
-		f.left = n;
-		if ((big_usize && !cur_u64(&f, &e->usize)) ||
-		    (big_csize && !cur_u64(&f, &e->csize)) ||
-		    (big_off && !cur_u64(&f, &e->lh_offset)) ||
-		    (big_disk && f.left < 4))
+		f = zf_cursor_make(data, n);
+		usize = need.usize ? zf_cursor_u64(&f) : e->usize;
+		csize = need.csize ? zf_cursor_u64(&f) : e->csize;
+		offset = need.offset ? zf_cursor_u64(&f) : e->lh_offset;
+		disk = need.disk ? zf_cursor_u32(&f) : 0;
+		if (zf_cursor_failed(&f))
 			return zf_fail(err, ZF_EFORMAT,
 				       "entry '%s': zip64 extra field of %u bytes is too short",
 				       name, n);
-		if (big_disk) {
-			uint32_t disk;
-
-			cur_u32(&f, &disk);
-			if (disk != 0)
-				return zf_fail(err, ZF_EUNSUPPORTED,
-					       "entry '%s' is on disk %u; multi-disk archives are not supported",
-					       name, disk);
-		}
+		if (disk != 0)
+			return zf_fail(err, ZF_EUNSUPPORTED,
+				       "entry '%s' is on disk %u; multi-disk archives are not supported",
+				       name, disk);
+		e->usize = usize;
+		e->csize = csize;
+		e->lh_offset = offset;
 	}
-	if (!found && (big_usize || big_csize || big_off || big_disk))
+	if (!found && (need.usize || need.csize || need.offset || need.disk))
 		return zf_fail(err, ZF_EFORMAT,
 			       "entry '%s': central directory has 0xffffffff markers but no zip64 extra field",
 			       name);
+	return ZF_OK;
+}
+
+/*
+ * One central directory entry from c (at absolute offset at) into e, its
+ * name copied to dst with a NUL (there is room: every entry takes more
+ * bytes of the directory than its name and a NUL). Checks what can be
+ * checked without the local header.
+ */
+static int read_central(struct zf_cursor *c, uint64_t at, size_t i,
+			const struct pt_cdir *cd, struct pt_entry *e,
+			char *dst, struct zf_error *err)
+{
+	const unsigned char *h = zf_cursor_bytes(c, ZIP_CENTRAL_LEN);
+	struct zf_cursor f = zf_cursor_make(h, h ? ZIP_CENTRAL_LEN : 0);
+	const unsigned char *name, *extra;
+	uint16_t name_len, extra_len, comment_len, disk;
+	uint32_t csize, usize, off;
+	struct zip64_need need;
+	int rc;
+
+	if (!h)
+		return zf_fail(err, ZF_EFORMAT,
+			       "central directory entry %zu at offset %llu is truncated",
+			       i, (unsigned long long)at);
+	if (zf_cursor_u32_at(&f, CEN_SIG) != ZIP_SIG_CENTRAL)
+		return zf_fail(err, ZF_EFORMAT,
+			       "central directory entry %zu at offset %llu has a bad signature 0x%08x",
+			       i, (unsigned long long)at, zf_cursor_u32_at(&f, CEN_SIG));
+	e->flags = zf_cursor_u16_at(&f, CEN_FLAGS);
+	e->method = zf_cursor_u16_at(&f, CEN_METHOD);
+	e->crc32 = zf_cursor_u32_at(&f, CEN_CRC);
+	csize = zf_cursor_u32_at(&f, CEN_CSIZE);
+	usize = zf_cursor_u32_at(&f, CEN_USIZE);
+	name_len = zf_cursor_u16_at(&f, CEN_NAME_LEN);
+	extra_len = zf_cursor_u16_at(&f, CEN_EXTRA_LEN);
+	comment_len = zf_cursor_u16_at(&f, CEN_COMMENT_LEN);
+	disk = zf_cursor_u16_at(&f, CEN_DISK);
+	off = zf_cursor_u32_at(&f, CEN_LOCAL_OFFSET);
+	name = zf_cursor_bytes(c, name_len);
+	extra = zf_cursor_bytes(c, extra_len);
+	zf_cursor_skip(c, comment_len);
+	if (zf_cursor_failed(c))
+		return zf_fail(err, ZF_EFORMAT,
+			       "central directory entry %zu at offset %llu runs past the end of the directory",
+			       i, (unsigned long long)at);
+	if (name_len == 0 || memchr(name, '\0', name_len))
+		return zf_fail(err, ZF_EFORMAT,
+			       "central directory entry %zu at offset %llu has an empty name or one with a NUL byte",
+			       i, (unsigned long long)at);
+	memcpy(dst, name, name_len);
+	dst[name_len] = '\0';
+	e->name_len = name_len;
+	e->csize = csize;
+	e->usize = usize;
+	e->lh_offset = off;
+	e->data_offset = UINT64_MAX;
+	need = (struct zip64_need){ .usize = usize == 0xffffffffu,
+				    .csize = csize == 0xffffffffu,
+				    .offset = off == 0xffffffffu,
+				    .disk = disk == 0xffffu };
+	rc = read_zip64_extra(dst, extra, extra_len, e, need, err);
+	if (rc)
+		return rc;
+	if (disk != 0 && disk != 0xffffu)
+		return zf_fail(err, ZF_EUNSUPPORTED,
+			       "entry '%s' is on disk %u; multi-disk archives are not supported",
+			       dst, disk);
+	if (e->method == 0 && !zf_pt_encrypted(e) && e->csize != e->usize)
+		return zf_fail(err, ZF_EFORMAT,
+			       "entry '%s' is stored but its sizes differ: %llu bytes in the file, %llu uncompressed",
+			       dst, (unsigned long long)e->csize,
+			       (unsigned long long)e->usize);
+	if (e->lh_offset >= cd->offset)
+		return zf_fail(err, ZF_EFORMAT,
+			       "entry '%s': local header offset %llu is not before the central directory at %llu",
+			       dst, (unsigned long long)e->lh_offset,
+			       (unsigned long long)cd->offset);
 	return ZF_OK;
 }
 
@@ -388,9 +331,9 @@ static int read_cdir(struct zf_ptfile *pf, const struct pt_cdir *cd,
 		     struct zf_error *err)
 {
 	unsigned char *buf = NULL;
-	struct cursor c;
+	struct zf_cursor c;
 	uint64_t end;
-	size_t i, used = 0;
+	size_t used = 0;
 	int rc = ZF_OK;
 
 	if (cd->offset > pf->size)
@@ -398,13 +341,13 @@ static int read_cdir(struct zf_ptfile *pf, const struct pt_cdir *cd,
 			       "central directory offset %llu is past the end of the file (%llu bytes)",
 			       (unsigned long long)cd->offset,
 			       (unsigned long long)pf->size);
-	if (add_overflows(cd->offset, cd->size, &end) || end > cd->limit)
+	if (zf_ckd_add(&end, cd->offset, cd->size) || end > cd->limit)
 		return zf_fail(err, ZF_EFORMAT,
 			       "central directory at offset %llu, %llu bytes, runs past its end record at %llu",
 			       (unsigned long long)cd->offset,
 			       (unsigned long long)cd->size,
 			       (unsigned long long)cd->limit);
-	if (cd->count > cd->size / CENTRAL_LEN)
+	if (cd->count > cd->size / ZIP_CENTRAL_LEN)
 		return zf_fail(err, ZF_EFORMAT,
 			       "central directory of %llu bytes cannot hold %llu entries",
 			       (unsigned long long)cd->size,
@@ -433,93 +376,20 @@ static int read_cdir(struct zf_ptfile *pf, const struct pt_cdir *cd,
 	if (rc)
 		goto out;
 
-	c.p = buf;
-	c.left = (size_t)cd->size;
-	for (i = 0; i < cd->count; i++) {
+	c = zf_cursor_make(buf, (size_t)cd->size);
+	for (size_t i = 0; i < cd->count; i++) {
 		struct pt_entry *e = &pf->ent[i];
-		const unsigned char *h, *name, *extra, *comment;
-		uint16_t name_len, extra_len, comment_len, disk;
-		uint32_t csize, usize, off;
-		uint64_t at = cd->offset + (cd->size - c.left);
-		char *dst;
 
-		if (!cur_take(&c, CENTRAL_LEN, &h)) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "central directory entry %zu at offset %llu is truncated",
-				     i, (unsigned long long)at);
-			goto out;
-		}
-		if (get_u32(h) != SIG_CENTRAL) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "central directory entry %zu at offset %llu has a bad signature 0x%08x",
-				     i, (unsigned long long)at, get_u32(h));
-			goto out;
-		}
-		e->flags = get_u16(h + 8);
-		e->method = get_u16(h + 10);
-		e->crc32 = get_u32(h + 16);
-		csize = get_u32(h + 20);
-		usize = get_u32(h + 24);
-		name_len = get_u16(h + 28);
-		extra_len = get_u16(h + 30);
-		comment_len = get_u16(h + 32);
-		disk = get_u16(h + 34);
-		off = get_u32(h + 42);
-		if (!cur_take(&c, name_len, &name) ||
-		    !cur_take(&c, extra_len, &extra) ||
-		    !cur_take(&c, comment_len, &comment)) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "central directory entry %zu at offset %llu runs past the end of the directory",
-				     i, (unsigned long long)at);
-			goto out;
-		}
-		if (name_len == 0 || memchr(name, '\0', name_len)) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "central directory entry %zu at offset %llu has an empty name or one with a NUL byte",
-				     i, (unsigned long long)at);
-			goto out;
-		}
-		dst = pf->names + used;
-		memcpy(dst, name, name_len);
-		dst[name_len] = '\0';
-		e->name = used;
-		e->name_len = name_len;
-		used += (size_t)name_len + 1;
-		e->csize = csize;
-		e->usize = usize;
-		e->lh_offset = off;
-		e->data_offset = UINT64_MAX;
-		rc = read_zip64_extra(dst, extra, extra_len, e,
-				      usize == 0xffffffffu,
-				      csize == 0xffffffffu,
-				      off == 0xffffffffu, disk == 0xffffu, err);
+		rc = read_central(&c, cd->offset + c.pos, i, cd, e, pf->names + used, err);
 		if (rc)
 			goto out;
-		if (disk != 0 && disk != 0xffffu) {
-			rc = zf_fail(err, ZF_EUNSUPPORTED,
-				     "entry '%s' is on disk %u; multi-disk archives are not supported",
-				     dst, disk);
-			goto out;
-		}
-		if (e->method == 0 && !is_encrypted(e) && e->csize != e->usize) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "entry '%s' is stored but its sizes differ: %llu bytes in the file, %llu uncompressed",
-				     dst, (unsigned long long)e->csize,
-				     (unsigned long long)e->usize);
-			goto out;
-		}
-		if (e->lh_offset >= cd->offset) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "entry '%s': local header offset %llu is not before the central directory at %llu",
-				     dst, (unsigned long long)e->lh_offset,
-				     (unsigned long long)cd->offset);
-			goto out;
-		}
+		e->name = used;
+		used += (size_t)e->name_len + 1;
 	}
-	if (c.left != 0)
+	if (zf_cursor_left(&c) != 0)
 		rc = zf_fail(err, ZF_EFORMAT,
 			     "central directory has %zu bytes after its %llu entries",
-			     c.left, (unsigned long long)cd->count);
+			     zf_cursor_left(&c), (unsigned long long)cd->count);
 	pf->count = (size_t)cd->count;
 out:
 	free(buf);
@@ -532,40 +402,45 @@ static int key_cmp(const void *a, const void *b)
 		      ((const struct pt_key *)b)->key);
 }
 
+/* Whether name (len bytes) is "data.pkl" or ends in "/data.pkl". */
+static bool is_pickle_name(const char *name, size_t len)
+{
+	static const char pkl[] = "data.pkl";
+	const size_t n = sizeof(pkl) - 1;
+
+	return len >= n && !memcmp(name + len - n, pkl, n) &&
+	       (len == n || name[len - n - 1] == '/');
+}
+
 /*
  * Finds the one data.pkl and the prefix before it, refuses duplicate
  * names, and indexes the storage records <prefix>data/<key> by key.
  */
-static int index_entries(struct zf_ptfile *pf, size_t *pickle,
-			 struct zf_error *err)
+static int index_entries(struct zf_ptfile *pf, struct zf_error *err)
 {
-	static const char pkl[] = "data.pkl";
-	const size_t pkl_len = sizeof(pkl) - 1;
 	struct pt_key *all = NULL;
-	size_t i, found = SIZE_MAX;
+	size_t found = SIZE_MAX;
+	const char *prefix;
 	int rc = ZF_OK;
 
-	for (i = 0; i < pf->count; i++) {
+	for (size_t i = 0; i < pf->count; i++) {
 		const struct pt_entry *e = &pf->ent[i];
-		const char *name = ent_name(pf, e);
-		size_t len = e->name_len;
 
-		if (len < pkl_len || strcmp(name + len - pkl_len, pkl) != 0 ||
-		    (len > pkl_len && name[len - pkl_len - 1] != '/'))
+		if (!is_pickle_name(zf_pt_name(pf, e), e->name_len))
 			continue;
 		if (found != SIZE_MAX)
 			return zf_fail(err, ZF_EFORMAT,
 				       "two pickles in one file: '%s' and '%s'",
-				       ent_name(pf, &pf->ent[found]), name);
+				       zf_pt_name(pf, &pf->ent[found]), zf_pt_name(pf, e));
 		found = i;
 	}
 	if (found == SIZE_MAX)
 		return zf_fail(err, ZF_EFORMAT,
 			       "no 'data.pkl' entry in %zu zip entries; not a torch.save file",
 			       pf->count);
-	*pickle = found;
 	pf->pickle_idx = found;
-	pf->prefix_len = pf->ent[found].name_len - pkl_len;
+	pf->prefix_len = pf->ent[found].name_len - (sizeof("data.pkl") - 1);
+	prefix = zf_pt_name(pf, &pf->ent[found]);
 
 	all = calloc(pf->count + 1, sizeof(*all));
 	pf->records = calloc(pf->count + 1, sizeof(*pf->records));
@@ -573,16 +448,16 @@ static int index_entries(struct zf_ptfile *pf, size_t *pickle,
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (i = 0; i < pf->count; i++) {
+	for (size_t i = 0; i < pf->count; i++) {
 		const struct pt_entry *e = &pf->ent[i];
-		const char *name = ent_name(pf, e);
+		const char *name = zf_pt_name(pf, e);
 		uint64_t end;
 
 		/* Local headers are read only for records that are used, but
 		 * every entry must at least fit before the central directory:
 		 * a damaged file is refused whole, as torch.load would. */
-		if (add_overflows(e->lh_offset, LOCAL_LEN + (uint64_t)e->name_len, &end) ||
-		    add_overflows(end, e->csize, &end) || end > pf->cd_offset) {
+		if (zf_ckd_add(&end, e->lh_offset, ZIP_LOCAL_LEN + (uint64_t)e->name_len) ||
+		    zf_ckd_add(&end, end, e->csize) || end > pf->cd_offset) {
 			rc = zf_fail(err, ZF_EFORMAT,
 				     "entry '%s': %llu bytes at local header offset %llu run past the end of the data (the central directory starts at %llu)",
 				     name, (unsigned long long)e->csize,
@@ -592,9 +467,8 @@ static int index_entries(struct zf_ptfile *pf, size_t *pickle,
 		}
 		all[i].key = name;
 		all[i].idx = i;
-		if (pf->ent[i].name_len <= pf->prefix_len + 5 ||
-		    memcmp(name, ent_name(pf, &pf->ent[found]),
-			   pf->prefix_len) != 0 ||
+		if (e->name_len <= pf->prefix_len + 5 ||
+		    memcmp(name, prefix, pf->prefix_len) != 0 ||
 		    memcmp(name + pf->prefix_len, "data/", 5) != 0 ||
 		    strchr(name + pf->prefix_len + 5, '/'))
 			continue;
@@ -603,7 +477,7 @@ static int index_entries(struct zf_ptfile *pf, size_t *pickle,
 		pf->n_records++;
 	}
 	qsort(all, pf->count, sizeof(*all), key_cmp);
-	for (i = 1; i < pf->count; i++) {
+	for (size_t i = 1; i < pf->count; i++) {
 		if (strcmp(all[i - 1].key, all[i].key) == 0) {
 			rc = zf_fail(err, ZF_EFORMAT,
 				     "duplicate entry '%s'", all[i].key);
@@ -620,62 +494,58 @@ out:
 static int check_stored(const struct zf_ptfile *pf, const struct pt_entry *e,
 			struct zf_error *err)
 {
-	if (is_encrypted(e))
+	if (zf_pt_encrypted(e))
 		return zf_fail(err, ZF_EUNSUPPORTED,
 			       "entry '%s' is encrypted (flags 0x%04x, method %u); zerofs needs plain stored records",
-			       ent_name(pf, e), e->flags, e->method);
+			       zf_pt_name(pf, e), e->flags, e->method);
 	if (e->method != 0)
 		return zf_fail(err, ZF_EUNSUPPORTED,
 			       "entry '%s' is compressed (method %u); zerofs needs stored records",
-			       ent_name(pf, e), e->method);
+			       zf_pt_name(pf, e), e->method);
 	return ZF_OK;
 }
 
-/*
- * Reads entry e's local header and sets its data offset: local header
- * offset + 30 + name length + *local* extra length. The data must end
- * before the central directory.
- */
-static int locate(const struct zf_ptfile *pf, struct pt_entry *e,
-		  unsigned char *buf, struct zf_error *err)
+int zf_pt_locate(const struct zf_ptfile *pf, struct pt_entry *e,
+		 unsigned char *buf, struct zf_error *err)
 {
-	const char *name = ent_name(pf, e);
+	const char *name = zf_pt_name(pf, e);
+	const size_t len = ZIP_LOCAL_LEN + (size_t)e->name_len;
+	struct zf_cursor c = zf_cursor_make(buf, len);
+	const unsigned char *local_name;
 	uint64_t hdr_end, data, end;
 	uint16_t name_len, method;
 	int rc;
 
-	if (add_overflows(e->lh_offset, LOCAL_LEN + (uint64_t)e->name_len,
-			  &hdr_end) ||
-	    hdr_end > pf->size)
+	if (zf_ckd_add(&hdr_end, e->lh_offset, len) || hdr_end > pf->size)
 		return zf_fail(err, ZF_EFORMAT,
 			       "entry '%s': local header at offset %llu runs past the end of the file (%llu bytes)",
 			       name, (unsigned long long)e->lh_offset,
 			       (unsigned long long)pf->size);
-	rc = zf_source_pread(pf->src, buf, LOCAL_LEN + (size_t)e->name_len,
-			   e->lh_offset, err);
+	rc = zf_source_pread(pf->src, buf, len, e->lh_offset, err);
 	if (rc)
 		return rc;
-	if (get_u32(buf) != SIG_LOCAL)
+	if (zf_cursor_u32_at(&c, LOC_SIG) != ZIP_SIG_LOCAL)
 		return zf_fail(err, ZF_EFORMAT,
 			       "entry '%s': bad local header signature 0x%08x at offset %llu",
-			       name, get_u32(buf),
+			       name, zf_cursor_u32_at(&c, LOC_SIG),
 			       (unsigned long long)e->lh_offset);
-	method = get_u16(buf + 8);
-	name_len = get_u16(buf + 26);
-	if (name_len != e->name_len ||
-	    memcmp(buf + LOCAL_LEN, name, name_len) != 0)
+	method = zf_cursor_u16_at(&c, LOC_METHOD);
+	name_len = zf_cursor_u16_at(&c, LOC_NAME_LEN);
+	/* Up to the central name's length: a longer local name differs. */
+	local_name = zf_cursor_span_at(&c, ZIP_LOCAL_LEN,
+				       name_len < e->name_len ? name_len : e->name_len);
+	if (name_len != e->name_len || memcmp(local_name, name, name_len) != 0)
 		return zf_fail(err, ZF_EFORMAT,
 			       "entry '%s': local header at offset %llu names '%.*s' (%u bytes)",
 			       name, (unsigned long long)e->lh_offset,
-			       name_len <= e->name_len ? (int)name_len :
-							 (int)e->name_len,
-			       (const char *)buf + LOCAL_LEN, name_len);
+			       name_len <= e->name_len ? (int)name_len : (int)e->name_len,
+			       (const char *)local_name, name_len);
 	if (method != e->method)
 		return zf_fail(err, ZF_EFORMAT,
 			       "entry '%s': local header says method %u, central directory says %u",
 			       name, method, e->method);
-	data = hdr_end + get_u16(buf + 28);
-	if (add_overflows(data, e->csize, &end) || end > pf->size)
+	data = hdr_end + zf_cursor_u16_at(&c, LOC_EXTRA_LEN);
+	if (zf_ckd_add(&end, data, e->csize) || end > pf->size)
 		return zf_fail(err, ZF_EFORMAT,
 			       "entry '%s': data at offset %llu, %llu bytes, runs past the end of the file (%llu bytes)",
 			       name, (unsigned long long)data,
@@ -691,37 +561,43 @@ static int locate(const struct zf_ptfile *pf, struct pt_entry *e,
 	return ZF_OK;
 }
 
-/* Locates data.pkl, byteorder and every stored storage record. */
-static int locate_needed(struct zf_ptfile *pf, size_t pickle,
-			 size_t *byteorder, struct zf_error *err)
+/* Whether entry i is <prefix>byteorder. */
+static bool is_byteorder(const struct zf_ptfile *pf, size_t i)
 {
-	unsigned char *buf;
-	size_t i;
+	const struct pt_entry *e = &pf->ent[i];
+	const char *name = zf_pt_name(pf, e);
+
+	return e->name_len == pf->prefix_len + 9 &&
+	       !memcmp(name, zf_pt_name(pf, &pf->ent[pf->pickle_idx]), pf->prefix_len) &&
+	       !strcmp(name + pf->prefix_len, "byteorder");
+}
+
+/*
+ * Locates data.pkl and, when there is one, <prefix>byteorder (*byteorder,
+ * SIZE_MAX when none). Storage records are located when asked for
+ * (zf_ptfile_record): a model states file holds thousands of records a
+ * mount never reads, one local header read each.
+ */
+static int locate_needed(struct zf_ptfile *pf, size_t *byteorder,
+			 struct zf_error *err)
+{
+	unsigned char *buf = malloc(ZIP_LOCAL_MAX);
 	int rc;
 
-	buf = malloc(LOCAL_LEN + 0xffff);
 	if (!buf)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	*byteorder = SIZE_MAX;
-	rc = check_stored(pf, &pf->ent[pickle], err);
+	rc = check_stored(pf, &pf->ent[pf->pickle_idx], err);
 	if (!rc)
-		rc = locate(pf, &pf->ent[pickle], buf, err);
-	for (i = 0; !rc && i < pf->count; i++) {
-		const char *name = ent_name(pf, &pf->ent[i]);
-
-		if (pf->ent[i].name_len == pf->prefix_len + 9 &&
-		    strncmp(name, ent_name(pf, &pf->ent[pickle]),
-			    pf->prefix_len) == 0 &&
-		    strcmp(name + pf->prefix_len, "byteorder") == 0) {
-			*byteorder = i;
-			rc = check_stored(pf, &pf->ent[i], err);
-			if (!rc)
-				rc = locate(pf, &pf->ent[i], buf, err);
-		}
+		rc = zf_pt_locate(pf, &pf->ent[pf->pickle_idx], buf, err);
+	for (size_t i = 0; !rc && i < pf->count; i++) {
+		if (!is_byteorder(pf, i))
+			continue;
+		*byteorder = i;
+		rc = check_stored(pf, &pf->ent[i], err);
+		if (!rc)
+			rc = zf_pt_locate(pf, &pf->ent[i], buf, err);
 	}
-	/* Storage records are located when asked for (zf_ptfile_record):
-	 * a model states file holds thousands of records a mount never
-	 * reads, one local header read each. */
 	free(buf);
 	return rc;
 }
@@ -741,7 +617,7 @@ static int check_byteorder(const struct zf_ptfile *pf, size_t idx,
 	if (e->usize >= sizeof(buf))
 		return zf_fail(err, ZF_EFORMAT,
 			       "entry '%s' is %llu bytes, expected 'little' or 'big'",
-			       ent_name(pf, e), (unsigned long long)e->usize);
+			       zf_pt_name(pf, e), (unsigned long long)e->usize);
 	rc = zf_source_pread(pf->src, buf, (size_t)e->usize, e->data_offset, err);
 	if (rc)
 		return rc;
@@ -751,291 +627,37 @@ static int check_byteorder(const struct zf_ptfile *pf, size_t idx,
 	if (strcmp(buf, "big") == 0)
 		return zf_fail(err, ZF_EUNSUPPORTED,
 			       "entry '%s' says the data is big-endian; zerofs reads little-endian files only",
-			       ent_name(pf, e));
+			       zf_pt_name(pf, e));
 	return zf_fail(err, ZF_EFORMAT,
 		       "entry '%s' holds '%.*s', expected 'little' or 'big'",
-		       ent_name(pf, e), (int)e->usize, buf);
+		       zf_pt_name(pf, e), (int)e->usize, buf);
 }
 
-static int load_pickle(struct zf_ptfile *pf, size_t idx, struct zf_error *err)
+static int load_pickle(struct zf_ptfile *pf, struct zf_error *err)
 {
-	const struct pt_entry *e = &pf->ent[idx];
+	const struct pt_entry *e = &pf->ent[pf->pickle_idx];
 
 	if (e->usize > ZF_PTFILE_MAX_PICKLE)
 		return zf_fail(err, ZF_ENOMEM,
 			       "entry '%s' is %llu bytes (at most %llu)",
-			       ent_name(pf, e), (unsigned long long)e->usize,
+			       zf_pt_name(pf, e), (unsigned long long)e->usize,
 			       (unsigned long long)ZF_PTFILE_MAX_PICKLE);
 	pf->pickle = malloc((size_t)e->usize + 1);
 	if (!pf->pickle)
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	pf->pickle_len = (size_t)e->usize;
 	return zf_source_pread(pf->src, pf->pickle, pf->pickle_len,
-			     e->data_offset, err);
+			       e->data_offset, err);
 }
 
-/*
- * A read-only libzip source over pf's zf_source. Every read goes through
- * it, so libzip sees exactly the file that was validated (a read of a
- * changed file fails), shares no file position with anyone, and owns
- * nothing.
- */
-struct zsrc {
-	const struct zf_ptfile *pf;
-	uint64_t pos;
-	zip_error_t error;
-	/* The central directory and end records, read once: libzip reads
-	 * them one small piece per entry, a syscall each (270,000 for a
-	 * 64-rank checkpoint) without this. */
-	unsigned char *tail;
-	uint64_t tail_off; /* file offset of tail[0]; tail runs to EOF */
-};
-
-static zip_int64_t zsrc_cb(void *ud, void *data, zip_uint64_t len,
-			   zip_source_cmd_t cmd)
-{
-	struct zsrc *z = ud;
-
-	switch (cmd) {
-	case ZIP_SOURCE_OPEN:
-		z->pos = 0;
-		return 0;
-	case ZIP_SOURCE_READ: {
-		uint64_t n;
-
-		if (z->pos >= z->pf->size)
-			return 0;
-		n = z->pf->size - z->pos;
-		if (n > len)
-			n = len;
-		if (n > INT64_MAX)
-			n = INT64_MAX;
-		if (z->tail && z->pos >= z->tail_off)
-			memcpy(data, z->tail + (z->pos - z->tail_off), (size_t)n);
-		else if (zf_source_pread(z->pf->src, data, (size_t)n, z->pos, NULL)) {
-			zip_error_set(&z->error, ZIP_ER_READ, 0);
-			return -1;
-		}
-		z->pos += n;
-		return (zip_int64_t)n;
-	}
-	case ZIP_SOURCE_CLOSE:
-		return 0;
-	case ZIP_SOURCE_FREE:
-		/* libzip frees the source with the archive (or on a failed
-		 * open): the cached tail goes with it. */
-		free(z->tail);
-		z->tail = NULL;
-		return 0;
-	case ZIP_SOURCE_STAT: {
-		zip_stat_t *st = data;
-
-		if (len < sizeof(*st)) {
-			zip_error_set(&z->error, ZIP_ER_INVAL, 0);
-			return -1;
-		}
-		zip_stat_init(st);
-		st->size = z->pf->size;
-		st->comp_size = z->pf->size;
-		st->comp_method = ZIP_CM_STORE;
-		st->encryption_method = ZIP_EM_NONE;
-		st->valid = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE |
-			    ZIP_STAT_COMP_METHOD | ZIP_STAT_ENCRYPTION_METHOD;
-		return sizeof(*st);
-	}
-	case ZIP_SOURCE_ERROR:
-		return zip_error_to_data(&z->error, data, len);
-	case ZIP_SOURCE_SEEK: {
-		zip_int64_t pos = zip_source_seek_compute_offset(
-			z->pos, z->pf->size, data, len, &z->error);
-
-		if (pos < 0)
-			return -1;
-		z->pos = (uint64_t)pos;
-		return 0;
-	}
-	case ZIP_SOURCE_TELL:
-		return (zip_int64_t)z->pos;
-	case ZIP_SOURCE_SUPPORTS:
-		return ZIP_SOURCE_SUPPORTS_SEEKABLE;
-	default:
-		zip_error_set(&z->error, ZIP_ER_OPNOTSUPP, 0);
-		return -1;
-	}
-}
-
-/* Opens pf through libzip; z must outlive the returned archive. */
-static int lz_open(const struct zf_ptfile *pf, struct zsrc *z, zip_t **out,
-		   struct zf_error *err)
-{
-	zip_source_t *src;
-	zip_error_t zerr;
-	zip_t *za;
-	int rc;
-
-	z->pf = pf;
-	z->pos = 0;
-	z->tail = NULL;
-	z->tail_off = pf->cd_offset;
-	/* Bounded by the directory cap checked at open; without it (a
-	 * failed allocation) reads simply go to the file. */
-	if (pf->size - pf->cd_offset <= ZF_PTFILE_MAX_CDIR + (1u << 20)) {
-		z->tail = malloc((size_t)(pf->size - pf->cd_offset) + 1);
-		if (z->tail && zf_source_pread(pf->src, z->tail, (size_t)(pf->size - pf->cd_offset),
-					     pf->cd_offset, NULL)) {
-			free(z->tail);
-			z->tail = NULL;
-		}
-	}
-	zip_error_init(&z->error);
-	zip_error_init(&zerr);
-	src = zip_source_function_create(zsrc_cb, z, &zerr);
-	if (!src) {
-		free(z->tail);
-		z->tail = NULL;
-		rc = zf_fail(err, ZF_ENOMEM, "libzip: %s",
-			     zip_error_strerror(&zerr));
-		zip_error_fini(&zerr);
-		return rc;
-	}
-	za = zip_open_from_source(src, ZIP_RDONLY, &zerr);
-	if (!za) {
-		zip_source_free(src);
-		rc = zf_fail(err, ZF_EFORMAT, "libzip cannot open it: %s",
-			     zip_error_strerror(&zerr));
-		zip_error_fini(&zerr);
-		return rc;
-	}
-	zip_error_fini(&zerr);
-	*out = za;
-	return ZF_OK;
-}
-
-/* Our parse and libzip's must see the same entries. */
-int zf_ptfile_cross_check(const struct zf_ptfile *pf, struct zf_error *err)
-{
-	struct zsrc z;
-	zip_t *za = NULL;
-	zip_int64_t n;
-	size_t i;
-	int rc;
-
-	if (pf->legacy)
-		return zf_fail_at(err, ZF_EUNSUPPORTED, zf_source_path(pf->src),
-				  "torch's legacy format: no zip directory for libzip to cross-check (its records were found and bounded at open)");
-	rc = lz_open(pf, &z, &za, err);
-	if (rc) {
-		zf_error_where(err, zf_source_path(pf->src));
-		return rc;
-	}
-	n = zip_get_num_entries(za, 0);
-	if (n < 0 || (uint64_t)n != pf->count) {
-		rc = zf_fail(err, ZF_EFORMAT,
-			     "zip readers disagree: libzip sees %lld entries, the central directory %zu",
-			     (long long)n, pf->count);
-		goto out;
-	}
-	for (i = 0; i < pf->count; i++) {
-		const struct pt_entry *e = &pf->ent[i];
-		const char *name = ent_name(pf, e);
-		bool enc;
-		zip_stat_t st;
-
-		zip_stat_init(&st);
-		if (zip_stat_index(za, i, ZIP_FL_ENC_RAW, &st) < 0) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "entry '%s': libzip cannot stat it: %s",
-				     name, zip_strerror(za));
-			goto out;
-		}
-		/* WinZip AES entries say method 99 in the directory and
-		 * the real method in an extra field, which libzip reports;
-		 * for AE-2 libzip reports no CRC. */
-		enc = st.encryption_method != ZIP_EM_NONE;
-		if (!(st.valid & ZIP_STAT_NAME) || strcmp(st.name, name) ||
-		    !(st.valid & ZIP_STAT_SIZE) || st.size != e->usize ||
-		    !(st.valid & ZIP_STAT_COMP_SIZE) ||
-		    st.comp_size != e->csize ||
-		    !(st.valid & ZIP_STAT_COMP_METHOD) ||
-		    (!enc && st.comp_method != e->method) ||
-		    (!enc && !(st.valid & ZIP_STAT_CRC)) ||
-		    ((st.valid & ZIP_STAT_CRC) && st.crc != e->crc32) ||
-		    enc != is_encrypted(e)) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "zip readers disagree on entry %zu '%s': libzip sees '%s', %llu bytes (%llu stored), method %u, crc 0x%08x, %s",
-				     i, name, st.name ? st.name : "",
-				     (unsigned long long)st.size,
-				     (unsigned long long)st.comp_size,
-				     (unsigned)st.comp_method, st.crc,
-				     enc ? "encrypted" : "not encrypted");
-			goto out;
-		}
-	}
-out:
-	zip_discard(za);
-	zf_error_where(err, zf_source_path(pf->src));
-	return rc;
-}
-
-void zf_ptfile_pickle_record(const struct zf_ptfile *pf, struct zf_record *rec)
-{
-	const struct pt_entry *e;
-
-	if (pf->legacy) {
-		zf_ptlegacy_pickle(pf->legacy, &rec->offset, &rec->size);
-		rec->crc32 = 0;
-		return;
-	}
-	e = &pf->ent[pf->pickle_idx];
-
-	rec->offset = e->data_offset;
-	rec->size = e->usize;
-	rec->crc32 = e->crc32;
-}
-
-int zf_ptfile_load_pickle(struct zf_ptfile *pf, struct zf_error *err)
-{
-	int rc;
-
-	if (pf->pickle)
-		return ZF_OK;
-	if (pf->legacy)
-		rc = zf_ptlegacy_read_pickle(pf->legacy, &pf->pickle, &pf->pickle_len, err);
-	else
-		rc = load_pickle(pf, pf->pickle_idx, err);
-	if (rc) {
-		free(pf->pickle);
-		pf->pickle = NULL;
-		pf->pickle_len = 0;
-		zf_error_where(err, zf_source_path(pf->src));
-	}
-	return rc;
-}
-
-/* Opens pf as a legacy torch file when its first bytes say it is one;
- * leaves pf->legacy NULL for anything else. */
-static int open_legacy(struct zf_ptfile *pf, unsigned flags, struct zf_error *err)
-{
-	unsigned char head[16];
-	int rc;
-
-	if (pf->size < sizeof(head))
-		return ZF_OK;
-	rc = zf_source_pread(pf->src, head, sizeof(head), 0, err);
-	if (rc || !zf_ptlegacy_sniff(head, sizeof(head)))
-		return rc;
-	rc = zf_ptlegacy_open(pf->src, &pf->legacy, err);
-	if (!rc && !(flags & ZF_PTFILE_LAZY_PICKLE))
-		rc = zf_ptlegacy_read_pickle(pf->legacy, &pf->pickle, &pf->pickle_len, err);
-	return rc;
-}
+/* --- the interface ---------------------------------------------------- */
 
 int zf_ptfile_open(struct zf_source *src, unsigned flags,
 		   struct zf_ptfile **out, struct zf_error *err)
 {
 	struct zf_ptfile *pf;
 	struct pt_cdir cd = { 0 };
-	size_t pickle = 0, byteorder = SIZE_MAX;
+	size_t byteorder = SIZE_MAX;
 	int rc;
 
 	*out = NULL;
@@ -1044,27 +666,17 @@ int zf_ptfile_open(struct zf_source *src, unsigned flags,
 		return zf_fail(err, ZF_ENOMEM, "out of memory");
 	pf->src = src;
 	pf->size = zf_source_size(src);
-	rc = open_legacy(pf, flags, err);
-	if (rc || pf->legacy) {
-		if (rc) {
-			zf_error_where(err, zf_source_path(src));
-			zf_ptfile_close(pf);
-			return rc;
-		}
-		*out = pf;
-		return ZF_OK;
-	}
 	rc = read_end(pf, &cd, err);
 	if (!rc)
 		rc = read_cdir(pf, &cd, err);
 	if (!rc)
-		rc = index_entries(pf, &pickle, err);
+		rc = index_entries(pf, err);
 	if (!rc)
-		rc = locate_needed(pf, pickle, &byteorder, err);
+		rc = locate_needed(pf, &byteorder, err);
 	if (!rc)
 		rc = check_byteorder(pf, byteorder, err);
 	if (!rc && !(flags & ZF_PTFILE_LAZY_PICKLE))
-		rc = load_pickle(pf, pickle, err);
+		rc = load_pickle(pf, err);
 	if (rc) {
 		zf_error_where(err, zf_source_path(src));
 		zf_ptfile_close(pf);
@@ -1099,12 +711,36 @@ void zf_ptfile_close(struct zf_ptfile *pf)
 		return;
 	if (pf->owns_src)
 		zf_source_close(pf->src);
-	zf_ptlegacy_close(pf->legacy);
 	free(pf->ent);
 	free(pf->names);
 	free(pf->records);
 	free(pf->pickle);
 	free(pf);
+}
+
+void zf_ptfile_pickle_record(const struct zf_ptfile *pf, struct zf_record *rec)
+{
+	const struct pt_entry *e = &pf->ent[pf->pickle_idx];
+
+	rec->offset = e->data_offset;
+	rec->size = e->usize;
+	rec->crc32 = e->crc32;
+}
+
+int zf_ptfile_load_pickle(struct zf_ptfile *pf, struct zf_error *err)
+{
+	int rc;
+
+	if (pf->pickle)
+		return ZF_OK;
+	rc = load_pickle(pf, err);
+	if (rc) {
+		free(pf->pickle);
+		pf->pickle = NULL;
+		pf->pickle_len = 0;
+		zf_error_where(err, zf_source_path(pf->src));
+	}
+	return rc;
 }
 
 void zf_ptfile_drop_pickle(struct zf_ptfile *pf)
@@ -1124,51 +760,58 @@ const unsigned char *zf_ptfile_pickle(const struct zf_ptfile *pf,
 	return pf->pickle;
 }
 
+/* The entry of storage record data/<key>, or NULL. */
+static const struct pt_entry *find_record(const struct zf_ptfile *pf,
+					  const char *key)
+{
+	const struct pt_key want = { key, 0 };
+	const struct pt_key *k = bsearch(&want, pf->records, pf->n_records,
+					 sizeof(*pf->records), key_cmp);
+
+	return k ? &pf->ent[k->idx] : NULL;
+}
+
+int zf_ptfile_record_size(const struct zf_ptfile *pf, const char *key,
+			  uint64_t *size, struct zf_error *err)
+{
+	const struct pt_entry *e = key ? find_record(pf, key) : NULL;
+
+	if (!e)
+		return zf_fail_at(err, ZF_EFORMAT, zf_source_path(pf->src),
+				  "no record '%.*sdata/%s'", (int)pf->prefix_len,
+				  zf_pt_name(pf, &pf->ent[pf->pickle_idx]), key ? key : "");
+	*size = e->usize;
+	return ZF_OK;
+}
+
 int zf_ptfile_record(const struct zf_ptfile *pf, const char *key,
 		     struct zf_record *rec, struct zf_error *err)
 {
-	const struct pt_key want = { key, 0 };
-	const struct pt_key *k;
 	const struct pt_entry *e;
+	struct pt_entry located;
+	unsigned char buf[ZIP_LOCAL_MAX];
 	int rc;
 
 	if (!key) {
 		rc = zf_fail(err, ZF_EUSAGE, "no record key given");
 		goto out;
 	}
-	if (pf->legacy) {
-		struct zf_ptlegacy_record r;
-
-		rc = zf_ptlegacy_record(pf->legacy, key, &r, err);
-		if (!rc) {
-			rec->offset = r.offset;
-			rec->size = r.size;
-			rec->crc32 = 0;
-		}
-		goto out;
-	}
-	k = bsearch(&want, pf->records, pf->n_records, sizeof(*pf->records),
-		    key_cmp);
-	if (!k) {
+	e = find_record(pf, key);
+	if (!e) {
 		rc = zf_fail(err, ZF_EFORMAT, "no record '%.*sdata/%s'",
 			     (int)pf->prefix_len,
-			     ent_name(pf, &pf->ent[pf->pickle_idx]), key);
+			     zf_pt_name(pf, &pf->ent[pf->pickle_idx]), key);
 		goto out;
 	}
-	e = &pf->ent[k->idx];
 	rc = check_stored(pf, e, err);
 	if (rc)
 		goto out;
-	{
-		/* A copy: pf stays read-only, so threads may share it. */
-		struct pt_entry located = *e;
-		unsigned char buf[LOCAL_LEN + 0xffff];
-
-		rc = locate(pf, &located, buf, err);
-		if (rc)
-			goto out;
-		rec->offset = located.data_offset;
-	}
+	/* A copy: pf stays read-only, so threads may share it. */
+	located = *e;
+	rc = zf_pt_locate(pf, &located, buf, err);
+	if (rc)
+		goto out;
+	rec->offset = located.data_offset;
 	rec->size = e->usize;
 	rec->crc32 = e->crc32;
 out:
@@ -1191,33 +834,16 @@ uint64_t zf_ptfile_size(const struct zf_ptfile *pf)
 	return pf->size;
 }
 
-bool zf_ptfile_is_legacy(const struct zf_ptfile *pf)
-{
-	return pf->legacy != NULL;
-}
-
-int zf_ptfile_bind(struct zf_ptfile *pf, const struct zf_pickle *pk,
-		   struct zf_error *err)
-{
-	int rc;
-
-	if (!pf->legacy)
-		return ZF_OK;
-	rc = zf_ptlegacy_bind(pf->legacy, pk, err);
-	zf_error_where(err, zf_source_path(pf->src));
-	return rc;
-}
-
 size_t zf_ptfile_count(const struct zf_ptfile *pf)
 {
-	return pf->legacy ? zf_ptlegacy_count(pf->legacy) : pf->count;
+	return pf->count;
 }
 
 const char *zf_ptfile_entry_name(const struct zf_ptfile *pf, size_t i)
 {
-	if (i >= zf_ptfile_count(pf))
+	if (i >= pf->count)
 		return NULL;
-	return pf->legacy ? zf_ptlegacy_key(pf->legacy, i) : ent_name(pf, &pf->ent[i]);
+	return zf_pt_name(pf, &pf->ent[i]);
 }
 
 int zf_ptfile_entry(const struct zf_ptfile *pf, size_t i,
@@ -1225,17 +851,10 @@ int zf_ptfile_entry(const struct zf_ptfile *pf, size_t i,
 {
 	const struct pt_entry *e;
 
-	if (i >= zf_ptfile_count(pf))
+	if (i >= pf->count)
 		return ZF_EUSAGE;
-	if (pf->legacy) {
-		/* Its storage records, by key: no sizes or CRCs before bind. */
-		memset(out, 0, sizeof(*out));
-		out->name = zf_ptlegacy_key(pf->legacy, i);
-		out->local_offset = out->data_offset = UINT64_MAX;
-		return ZF_OK;
-	}
 	e = &pf->ent[i];
-	out->name = ent_name(pf, e);
+	out->name = zf_pt_name(pf, e);
 	out->size = e->usize;
 	out->csize = e->csize;
 	out->crc32 = e->crc32;
@@ -1246,125 +865,7 @@ int zf_ptfile_entry(const struct zf_ptfile *pf, size_t i,
 	return ZF_OK;
 }
 
-/* Reads entry i through libzip (which checks the CRC at the end) and, when
- * zerofs serves it, compares every chunk with the bytes at our offset. */
-static int check_one(const struct zf_ptfile *pf, zip_t *za, size_t i,
-		     unsigned char *buf, unsigned char *ours,
-		     struct zf_error *err)
-{
-	struct pt_entry located = pf->ent[i];
-	const struct pt_entry *e = &located;
-	const char *name = ent_name(pf, e);
-	zip_file_t *zf;
-	uint64_t done = 0;
-	int rc = ZF_OK;
-
-	/* Records served are compared at the offset zerofs reads them from. */
-	if (e->data_offset == UINT64_MAX && e->method == 0 && !is_encrypted(e)) {
-		unsigned char hdr[LOCAL_LEN + 0xffff];
-
-		rc = locate(pf, &located, hdr, err);
-		if (rc)
-			return rc;
-	}
-
-	zf = zip_fopen_index(za, i, 0);
-	if (!zf)
-		return zf_fail(err, ZF_EFORMAT, "entry '%s': libzip cannot open it: %s",
-			       name, zip_strerror(za));
-	for (;;) {
-		zip_int64_t n = zip_fread(zf, buf, CRC_CHUNK);
-
-		if (n < 0) {
-			zip_error_t *ze = zip_file_get_error(zf);
-
-			if (zip_error_code_zip(ze) == ZIP_ER_CRC)
-				rc = zf_fail(err, ZF_EFORMAT,
-					     "entry '%s': CRC-32 mismatch (central directory says 0x%08x)",
-					     name, e->crc32);
-			else
-				rc = zf_fail(err, ZF_EFORMAT,
-					     "entry '%s': libzip read failed after %llu bytes: %s",
-					     name, (unsigned long long)done,
-					     zip_error_strerror(ze));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		if ((uint64_t)n > e->usize - done) {
-			rc = zf_fail(err, ZF_EFORMAT,
-				     "entry '%s': libzip reads more than its %llu bytes",
-				     name, (unsigned long long)e->usize);
-			goto out;
-		}
-		if (e->data_offset != UINT64_MAX) {
-			rc = zf_source_pread(pf->src, ours, (size_t)n,
-					   e->data_offset + done, err);
-			if (rc)
-				goto out;
-			if (memcmp(buf, ours, (size_t)n) != 0) {
-				rc = zf_fail(err, ZF_EFORMAT,
-					     "entry '%s': bytes at offset %llu differ from what libzip reads",
-					     name,
-					     (unsigned long long)(e->data_offset + done));
-				goto out;
-			}
-		}
-		done += (uint64_t)n;
-	}
-	if (done != e->usize)
-		rc = zf_fail(err, ZF_EFORMAT,
-			     "entry '%s': libzip reads %llu bytes, expected %llu",
-			     name, (unsigned long long)done,
-			     (unsigned long long)e->usize);
-out:
-	zip_fclose(zf);
-	return rc;
-}
-
-int zf_ptfile_check_crc(const struct zf_ptfile *pf, struct zf_error *err)
-{
-	unsigned char *buf = NULL, *ours = NULL;
-	struct zsrc z;
-	zip_t *za = NULL;
-	size_t i;
-	int rc;
-
-	if (pf->legacy)
-		return zf_fail_at(err, ZF_EUNSUPPORTED, zf_source_path(pf->src),
-				  "torch's legacy format: no CRC-32s to check (every record's length was checked at open)");
-
-	rc = lz_open(pf, &z, &za, err);
-	if (rc)
-		goto out;
-	buf = malloc(CRC_CHUNK);
-	ours = malloc(CRC_CHUNK);
-	if (!buf || !ours) {
-		rc = zf_fail(err, ZF_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (i = 0; !rc && i < pf->count; i++) {
-		if (pf->ent[i].method == 0 && !is_encrypted(&pf->ent[i]))
-			rc = check_one(pf, za, i, buf, ours, err);
-	}
-out:
-	if (za)
-		zip_discard(za);
-	free(buf);
-	free(ours);
-	zf_error_where(err, zf_source_path(pf->src));
-	return rc;
-}
-
-/* Whether name is "data.pkl" or ends in "/data.pkl". */
-static bool is_pickle_name(const char *name, size_t len)
-{
-	static const char pkl[] = "data.pkl";
-	const size_t n = sizeof(pkl) - 1;
-
-	return len >= n && !memcmp(name + len - n, pkl, n) &&
-	       (len == n || name[len - n - 1] == '/');
-}
+/* --- a rank file like another ---------------------------------------- */
 
 /*
  * The end records of src, read from its last bytes only: the classic end
@@ -1375,9 +876,10 @@ static bool is_pickle_name(const char *name, size_t len)
 static int tail_count(struct zf_source *src, uint64_t size, uint64_t *count,
 		      bool *ok, struct zf_error *err)
 {
-	unsigned char t[EOCD64_LEN + LOCATOR64_LEN + EOCD_LEN];
-	size_t len = size < sizeof(t) ? (size_t)size : sizeof(t);
-	const unsigned char *e = t + len - EOCD_LEN, *loc = e - LOCATOR64_LEN;
+	unsigned char t[ZIP_EOCD64_LEN + ZIP_LOCATOR64_LEN + ZIP_EOCD_LEN];
+	const size_t len = size < sizeof(t) ? (size_t)size : sizeof(t);
+	const size_t e = len - ZIP_EOCD_LEN, loc = e - ZIP_LOCATOR64_LEN;
+	struct zf_cursor c = zf_cursor_make(t, len);
 	uint64_t cd_end;
 	int rc;
 
@@ -1385,33 +887,54 @@ static int tail_count(struct zf_source *src, uint64_t size, uint64_t *count,
 	rc = zf_source_pread(src, t, len, size - len, err);
 	if (rc)
 		return rc;
-	if (get_u32(e) != SIG_EOCD || get_u16(e + 20) != 0)
+	if (zf_cursor_u32_at(&c, e + EOCD_SIG) != ZIP_SIG_EOCD ||
+	    zf_cursor_u16_at(&c, e + EOCD_COMMENT_LEN) != 0)
 		return ZF_OK;
-	if (len == sizeof(t) && get_u32(loc) == SIG_LOCATOR64) {
-		const unsigned char *rec = t;
-
-		if (get_u64(loc + 8) != size - sizeof(t) || get_u32(rec) != SIG_EOCD64)
+	if (len == sizeof(t) && zf_cursor_u32_at(&c, loc + LOC64_SIG) == ZIP_SIG_LOCATOR64) {
+		/* The zip64 record is the first thing in t. */
+		if (zf_cursor_u64_at(&c, loc + LOC64_EOCD64) != size - sizeof(t) ||
+		    zf_cursor_u32_at(&c, EOCD64_SIG) != ZIP_SIG_EOCD64)
 			return ZF_OK;
-		*count = get_u64(rec + 32);
-		if (add_overflows(get_u64(rec + 48), get_u64(rec + 40), &cd_end) ||
+		*count = zf_cursor_u64_at(&c, EOCD64_ENTRIES);
+		if (zf_ckd_add(&cd_end, zf_cursor_u64_at(&c, EOCD64_CD_OFFSET),
+			       zf_cursor_u64_at(&c, EOCD64_CD_SIZE)) ||
 		    cd_end != size - sizeof(t))
 			return ZF_OK;
 	} else {
-		*count = get_u16(e + 10);
-		cd_end = (uint64_t)get_u32(e + 16) + get_u32(e + 12);
-		if (cd_end != size - EOCD_LEN)
+		*count = zf_cursor_u16_at(&c, e + EOCD_ENTRIES);
+		cd_end = (uint64_t)zf_cursor_u32_at(&c, e + EOCD_CD_OFFSET) +
+			 zf_cursor_u32_at(&c, e + EOCD_CD_SIZE);
+		if (cd_end != size - ZIP_EOCD_LEN)
 			return ZF_OK;
 	}
 	*ok = true;
 	return ZF_OK;
 }
 
+/* The CRC-32 and sizes of the data descriptor after a record's data,
+ * read from the d.len bytes at its end: [signature] crc, then 32- or
+ * 64-bit sizes. False when they are not the central directory's. */
+static bool descriptor_is(struct zf_cursor *d, const struct pt_entry *e,
+			  uint32_t *crc)
+{
+	size_t at = zf_cursor_u32_at(d, 0) == ZIP_SIG_DESCRIPTOR ? 4 : 0;
+
+	if (d->len < at + 12)
+		return false;
+	*crc = zf_cursor_u32_at(d, at);
+	if (zf_cursor_u32_at(d, at + 4) == e->csize && zf_cursor_u32_at(d, at + 8) == e->usize)
+		return true;
+	return d->len >= at + 20 && zf_cursor_u64_at(d, at + 4) == e->csize &&
+	       zf_cursor_u64_at(d, at + 12) == e->usize;
+}
+
 int zf_ptfile_same_head(const struct zf_ptfile *tmpl, struct zf_source *src,
 			bool *same, struct zf_error *err)
 {
-	const struct pt_entry *e;
+	const struct pt_entry *e = &tmpl->ent[tmpl->pickle_idx];
 	uint64_t size = zf_source_size(src), data, end, count;
-	unsigned char h[LOCAL_LEN], d[24];
+	unsigned char h[ZIP_LOCAL_LEN], d[24];
+	struct zf_cursor c = zf_cursor_make(h, sizeof(h));
 	char name[512];
 	uint16_t flags, name_len;
 	uint32_t crc;
@@ -1419,50 +942,40 @@ int zf_ptfile_same_head(const struct zf_ptfile *tmpl, struct zf_source *src,
 	int rc;
 
 	*same = false;
-	if (tmpl->legacy)
+	if (e->lh_offset != 0 || e->method != 0 || zf_pt_encrypted(e) ||
+	    size < ZIP_LOCAL_LEN + ZIP_EOCD_LEN)
 		return ZF_OK;
-	e = &tmpl->ent[tmpl->pickle_idx];
-	if (e->lh_offset != 0 || e->method != 0 || is_encrypted(e) ||
-	    size < LOCAL_LEN + EOCD_LEN)
-		return ZF_OK;
-	rc = zf_source_pread(src, h, LOCAL_LEN, 0, err);
+	rc = zf_source_pread(src, h, ZIP_LOCAL_LEN, 0, err);
 	if (rc)
 		return rc;
-	flags = get_u16(h + 6);
-	name_len = get_u16(h + 26);
-	if (get_u32(h) != SIG_LOCAL || get_u16(h + 8) != 0 || flags != e->flags ||
-	    (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION)) ||
+	flags = zf_cursor_u16_at(&c, LOC_FLAGS);
+	name_len = zf_cursor_u16_at(&c, LOC_NAME_LEN);
+	if (zf_cursor_u32_at(&c, LOC_SIG) != ZIP_SIG_LOCAL ||
+	    zf_cursor_u16_at(&c, LOC_METHOD) != 0 || flags != e->flags ||
+	    (flags & (ZIP_FLAG_ENCRYPTED | ZIP_FLAG_STRONG_ENCRYPTION)) ||
 	    name_len > sizeof(name))
 		return ZF_OK;
-	data = LOCAL_LEN + (uint64_t)name_len + get_u16(h + 28);
-	if (add_overflows(data, e->usize, &end) || end > size)
+	data = ZIP_LOCAL_LEN + (uint64_t)name_len + zf_cursor_u16_at(&c, LOC_EXTRA_LEN);
+	if (zf_ckd_add(&end, data, e->usize) || end > size)
 		return ZF_OK;
-	rc = zf_source_pread(src, name, name_len, LOCAL_LEN, err);
+	rc = zf_source_pread(src, name, name_len, ZIP_LOCAL_LEN, err);
 	if (rc)
 		return rc;
 	if (!is_pickle_name(name, name_len))
 		return ZF_OK;
-	if (flags & 0x0008u) {
-		/* Sizes and CRC follow the data: [signature] crc, then 32-
-		 * or 64-bit sizes. */
+	if (flags & ZIP_FLAG_DESCRIPTOR) {
 		size_t len = size - end < sizeof(d) ? (size_t)(size - end) : sizeof(d);
-		size_t at = 0;
+		struct zf_cursor dc = zf_cursor_make(d, len);
 
 		rc = zf_source_pread(src, d, len, end, err);
 		if (rc)
 			return rc;
-		if (len >= 4 && get_u32(d) == 0x08074b50u)
-			at = 4;
-		if (len < at + 12)
-			return ZF_OK;
-		crc = get_u32(d + at);
-		if (!((get_u32(d + at + 4) == e->csize && get_u32(d + at + 8) == e->usize) ||
-		      (len >= at + 20 && get_u64(d + at + 4) == e->csize &&
-		       get_u64(d + at + 12) == e->usize)))
+		if (!descriptor_is(&dc, e, &crc))
 			return ZF_OK;
 	} else {
-		crc = get_u32(h + 14);
-		if (get_u32(h + 18) != e->csize || get_u32(h + 22) != e->usize)
+		crc = zf_cursor_u32_at(&c, LOC_CRC);
+		if (zf_cursor_u32_at(&c, LOC_CSIZE) != e->csize ||
+		    zf_cursor_u32_at(&c, LOC_USIZE) != e->usize)
 			return ZF_OK;
 	}
 	if (crc != e->crc32)

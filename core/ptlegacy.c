@@ -221,18 +221,21 @@ static int read_header(struct zf_ptlegacy *lf, uint64_t *end,
 	unsigned char head[512];
 	uint64_t at = 0;
 	size_t n = lf->size < sizeof(head) ? (size_t)lf->size : sizeof(head);
+	struct zf_cursor c = zf_cursor_make(head, n);
+	const unsigned char *zip = zf_cursor_span_at(&c, 0, 4);
+	const unsigned char *tar = zf_cursor_span_at(&c, 257, 5);
 	int rc;
 
 	rc = zf_source_pread(lf->src, head, n, 0, err);
 	if (rc)
 		return context(lf, err, rc, "reading the first bytes");
-	if (n >= 4 && !memcmp(head, "PK\x03\x04", 4))
+	if (zip && !memcmp(zip, "PK\x03\x04", 4))
 		return fail(lf, err, ZF_EFORMAT,
 			    "a zip archive (torch's default format), not torch's legacy format");
-	if (n >= 262 && !memcmp(head + 257, "ustar", 5))
+	if (tar && !memcmp(tar, "ustar", 5))
 		return fail(lf, err, ZF_EUNSUPPORTED,
 			    "a tar archive: torch's format of before 0.4 (2018), which zerofs does not read");
-	if (!n || head[0] != 0x80)
+	if (zf_cursor_u8_at(&c, 0) != 0x80)
 		return fail(lf, err, ZF_EFORMAT,
 			    "not a torch.save file: it starts with neither a pickle nor a zip");
 	for (size_t i = 0; i < 3; i++) {
@@ -246,14 +249,17 @@ static int read_header(struct zf_ptlegacy *lf, uint64_t *end,
 		v = zf_pickle_root(pk);
 		if (i == 0 && !is_magic(v))
 			rc = fail(lf, err, ZF_EFORMAT,
-				  "not a torch.save file: its first pickle holds a %s, not torch's magic number",
+				  "not a torch.save file: its first pickle holds a value of type %s, not torch's magic number",
 				  zf_pv_type_name(v));
 		if (i == 1 && !(zf_pv_is(v, ZF_PV_INT) &&
 				v->u.i == LEGACY_PROTOCOL_VERSION))
-			rc = fail(lf, err, ZF_EFORMAT,
-				  "protocol version %lld (a %s), torch writes and reads only %d",
-				  zf_pv_is(v, ZF_PV_INT) ? (long long)v->u.i : -1ll,
-				  zf_pv_type_name(v), LEGACY_PROTOCOL_VERSION);
+			rc = zf_pv_is(v, ZF_PV_INT) ?
+				fail(lf, err, ZF_EFORMAT,
+				     "protocol version %lld, torch writes and reads only %d",
+				     (long long)v->u.i, LEGACY_PROTOCOL_VERSION) :
+				fail(lf, err, ZF_EFORMAT,
+				     "the protocol version pickle holds a value of type %s, not the int %d",
+				     zf_pv_type_name(v), LEGACY_PROTOCOL_VERSION);
 		/* sys_info: torch ignores it, and so may we (records are
 		 * little-endian whatever it says: torch writes them so). */
 		zf_pickle_free(pk);
@@ -296,7 +302,7 @@ static int read_keys(struct zf_ptlegacy *lf, uint64_t start, uint64_t *end,
 	list = zf_pickle_root(pk);
 	if (!zf_pv_is(list, ZF_PV_LIST)) {
 		rc = fail(lf, err, ZF_EFORMAT,
-			  "the storage key list pickle (at byte %llu) holds a %s, not a list",
+			  "the storage key list pickle (at byte %llu) holds a value of type %s, not a list",
 			  (unsigned long long)start, zf_pv_type_name(list));
 		goto out;
 	}
@@ -309,10 +315,16 @@ static int read_keys(struct zf_ptlegacy *lf, uint64_t start, uint64_t *end,
 	for (size_t i = 0; i < list->u.seq.n; i++) {
 		const struct zf_pv *k = list->u.seq.items[i];
 
+		if (!zf_pv_is(k, ZF_PV_STR)) {
+			rc = fail(lf, err, ZF_EFORMAT,
+				  "item %zu of the storage key list is a value of type %s, not a plain key",
+				  i, zf_pv_type_name(k));
+			goto out;
+		}
 		if (!plain_key(k)) {
 			rc = fail(lf, err, ZF_EFORMAT,
-				  "item %zu of the storage key list is a %s, not a plain key",
-				  i, zf_pv_type_name(k));
+				  "item %zu of the storage key list is not a plain key: empty, or with a '/' or a NUL",
+				  i);
 			goto out;
 		}
 		bytes += k->u.str.len + 1; /* bounded by the pickle's size */
@@ -465,24 +477,29 @@ struct window {
 	size_t len;
 };
 
-/* The 8 bytes at off (off + 8 <= file size, checked by the caller). */
+/* The 8 bytes at off (off + 8 <= file size, checked by the caller),
+ * from the window when they are in it, else from a window read at off. */
 static int read_u64(struct zf_ptlegacy *lf, struct window *w, uint64_t off,
 		    uint64_t *v, struct zf_error *err)
 {
+	struct zf_cursor c = zf_cursor_make(w->buf, w->len);
+	uint64_t left = lf->size - off;
 	int rc;
 
-	if (off < w->off || off - w->off > w->len || w->len - (off - w->off) < 8) {
-		uint64_t left = lf->size - off;
-
-		w->len = left < sizeof(w->buf) ? (size_t)left : sizeof(w->buf);
-		w->off = off;
-		rc = zf_source_pread(lf->src, w->buf, w->len, off, err);
-		if (rc) {
-			w->len = 0;
-			return context(lf, err, rc, "reading a record header");
-		}
+	if (off >= w->off && off - w->off <= w->len) {
+		*v = zf_cursor_u64_at(&c, (size_t)(off - w->off));
+		if (!zf_cursor_failed(&c))
+			return ZF_OK;
 	}
-	*v = zf_le64(w->buf + (off - w->off));
+	w->len = left < sizeof(w->buf) ? (size_t)left : sizeof(w->buf);
+	w->off = off;
+	rc = zf_source_pread(lf->src, w->buf, w->len, off, err);
+	if (rc) {
+		w->len = 0;
+		return context(lf, err, rc, "reading a record header");
+	}
+	c = zf_cursor_make(w->buf, w->len);
+	*v = zf_cursor_u64_at(&c, 0);
 	return ZF_OK;
 }
 
@@ -521,10 +538,11 @@ static int cmp_rec(const void *a, const void *b)
 }
 
 /* One record: its header at *off must hold st's count, its bytes must
- * fit the file; *off moves past it. */
+ * fit the file; *off moves past it. rec keeps key, lf's copy of st's key
+ * (the pickle is the caller's, gone after bind). */
 static int walk_one(struct zf_ptlegacy *lf, struct window *w,
-		    const struct zf_pv *st, struct rec *rec, uint64_t *off,
-		    struct zf_error *err)
+		    const struct zf_pv *st, const char *key, struct rec *rec,
+		    uint64_t *off, struct zf_error *err)
 {
 	const struct zf_pv_storage *s = &st->u.storage;
 	size_t elem = zf_ptlegacy_element_size(s->class_name);
@@ -556,7 +574,7 @@ static int walk_one(struct zf_ptlegacy *lf, struct window *w,
 			    s->key, (unsigned long long)*off,
 			    (long long)s->numel, elem,
 			    (unsigned long long)lf->size);
-	rec->key = s->key;
+	rec->key = key;
 	rec->offset = data;
 	rec->size = bytes;
 	rec->numel = s->numel;
@@ -602,7 +620,8 @@ int zf_ptlegacy_bind(struct zf_ptlegacy *lf, const struct zf_pickle *pk,
 			goto out;
 		}
 		used[at] = true; /* once: the list has no repeats */
-		rc = walk_one(lf, w, sorted[at], &lf->recs[i], &off, err);
+		rc = walk_one(lf, w, sorted[at], lf->keys[i], &lf->recs[i], &off,
+			      err);
 		if (rc)
 			goto out;
 	}

@@ -21,6 +21,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ckd.h"
+#include "cursor.h"
+#include "grow.h"
 #include "text.h"
 
 /* ---- a growable byte buffer that remembers failure ------------------- */
@@ -34,28 +37,16 @@ struct sbuf {
 
 static bool sb_reserve(struct sbuf *b, size_t add)
 {
-	size_t need, cap;
-	char *np;
-
 	if (b->oom || b->too_big)
 		return false;
 	if (add > b->max - b->len) {
 		b->too_big = true;
 		return false;
 	}
-	need = b->len + add;
-	if (need <= b->cap)
-		return true;
-	cap = b->cap ? b->cap : 256;
-	while (cap < need)
-		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-	np = realloc(b->p, cap);
-	if (!np) {
+	if (zf_grow(&b->p, &b->cap, b->len + add, 256)) {
 		b->oom = true;
 		return false;
 	}
-	b->p = np;
-	b->cap = cap;
 	return true;
 }
 
@@ -239,12 +230,11 @@ static int check_tensor(const struct zf_st_tensor *t, struct zf_error *err)
 		return zf_fail(err, ZF_EFORMAT, "tensor '%s': no shape",
 			       t->name);
 	for (uint32_t d = 0; d < t->ndim; d++)
-		if (__builtin_mul_overflow(numel, t->shape[d], &numel))
+		if (zf_ckd_mul(&numel, numel, t->shape[d]))
 			return zf_fail(err, ZF_EFORMAT,
 				       "tensor '%s': element count overflows",
 				       t->name);
-	if (__builtin_mul_overflow(numel, (uint64_t)zf_dtype_size(t->dtype),
-				   &nbytes) ||
+	if (zf_ckd_mul(&nbytes, numel, zf_dtype_size(t->dtype)) ||
 	    nbytes != t->nbytes)
 		return zf_fail(err, ZF_EFORMAT,
 			       "tensor '%s': %" PRIu64 " bytes do not match "
@@ -276,9 +266,11 @@ int zf_st_layout(const struct zf_st_tensor *tensors, size_t n,
 			return rc;
 	}
 	if (n) {
-		if (n > SIZE_MAX / sizeof(*ord))
+		size_t bytes;
+
+		if (zf_ckd_mul(&bytes, n, sizeof(*ord)))
 			return zf_fail(err, ZF_ENOMEM, "too many tensors");
-		ord = malloc(n * sizeof(*ord));
+		ord = malloc(bytes);
 		if (!ord)
 			return zf_fail(err, ZF_ENOMEM,
 				       "out of memory for %zu tensors", n);
@@ -306,7 +298,7 @@ int zf_st_layout(const struct zf_st_tensor *tensors, size_t n,
 		const struct zf_st_tensor *t = &tensors[ord[k].idx];
 		uint64_t end;
 
-		if (__builtin_add_overflow(pos, t->nbytes, &end)) {
+		if (zf_ckd_add(&end, pos, t->nbytes)) {
 			rc = zf_fail(err, ZF_EFORMAT,
 				     "tensor '%s': data offsets overflow",
 				     t->name);
@@ -352,11 +344,10 @@ int zf_st_layout(const struct zf_st_tensor *tensors, size_t n,
 		rc = zf_fail(err, ZF_ENOMEM, "out of memory for the header");
 		goto out;
 	}
-	for (int k = 0; k < 8; k++)
-		b.p[k] = (char)(((uint64_t)padded >> (8 * k)) & 0xff);
+	zf_put_le64((unsigned char *)b.p, padded);
 	/* header + data cannot overflow: header <= 100 MB + 8 and pos was
 	 * checked, but check anyway rather than trust the bound. */
-	if (__builtin_add_overflow(pos, (uint64_t)b.len, &total)) {
+	if (zf_ckd_add(&total, pos, b.len)) {
 		rc = zf_fail(err, ZF_EFORMAT, "file size overflows");
 		goto out;
 	}
@@ -450,9 +441,11 @@ int zf_st_index_json(const char *const *names, const uint32_t *shard_of,
 				       names[i], shard_of[i], n_shards);
 	}
 	if (n) {
-		if (n > SIZE_MAX / sizeof(*ord))
+		size_t bytes;
+
+		if (zf_ckd_mul(&bytes, n, sizeof(*ord)))
 			return zf_fail(err, ZF_ENOMEM, "too many tensors");
-		ord = malloc(n * sizeof(*ord));
+		ord = malloc(bytes);
 		if (!ord)
 			return zf_fail(err, ZF_ENOMEM,
 				       "out of memory for %zu tensors", n);
@@ -533,8 +526,7 @@ static bool py_int(const char *s, size_t len, bool *neg, uint64_t *v, bool *big)
 		if (s[i] < '0' || s[i] > '9')
 			return false;
 		digits++;
-		if (__builtin_mul_overflow(*v, 10, v) ||
-		    __builtin_add_overflow(*v, (uint64_t)(s[i] - '0'), v))
+		if (zf_ckd_mul(v, *v, 10) || zf_ckd_add(v, *v, s[i] - '0'))
 			*big = true;
 	}
 	return digits && !*big;
@@ -579,7 +571,7 @@ int zf_parse_size(const char *s, uint64_t *bytes, struct zf_error *err)
 	}
 	if (neg || !v)
 		return zf_fail(err, ZF_EUSAGE, "'%s': a shard size must be more than 0 bytes", s);
-	if (__builtin_mul_overflow(v, mult, &v))
+	if (zf_ckd_mul(&v, v, mult))
 		return zf_fail(err, ZF_EUSAGE, "'%s' is too large", s);
 	/* transformers: int_size // 8 (a floor, exact for positive sizes). */
 	if (bits)

@@ -16,6 +16,8 @@
 
 #include <string.h>
 
+#include "ckd.h"
+
 static int resolve(const struct zf_loaded *f, const struct zf_pv *t,
 		   const char *what, bool any, struct zf_view *v,
 		   struct zf_error *err)
@@ -24,7 +26,7 @@ static int resolve(const struct zf_loaded *f, const struct zf_pv *t,
 	const struct zf_pv_storage *st;
 	struct zf_record rec;
 	uint64_t esize, numel = 1, expect = 1, nbytes, off_bytes, end, last = 0;
-	const char *path = zf_ptfile_path(f->pf);
+	const char *path = zf_container_path(f->ct);
 	bool contiguous = true;
 	int rc;
 
@@ -57,7 +59,7 @@ static int resolve(const struct zf_loaded *f, const struct zf_pv *t,
 			zf_fail(err, ZF_EFORMAT, "tensor '%s' has a negative size", what);
 			goto fail;
 		}
-		if (zf_mul_overflow(numel, (uint64_t)tt->size[i], &numel)) {
+		if (zf_ckd_mul(&numel, numel, (uint64_t)tt->size[i])) {
 			zf_fail(err, ZF_EFORMAT,
 				"tensor '%s' has a shape whose element count overflows 64 bits",
 				what);
@@ -91,18 +93,18 @@ static int resolve(const struct zf_loaded *f, const struct zf_pv *t,
 					what, (long long)tt->stride[i], i);
 				goto fail;
 			}
-			if (zf_mul_overflow((uint64_t)tt->size[i] - 1, (uint64_t)tt->stride[i], &step) ||
-			    zf_add_overflow(last, step, &last)) {
+			if (zf_ckd_mul(&step, (uint64_t)tt->size[i] - 1, (uint64_t)tt->stride[i]) ||
+			    zf_ckd_add(&last, last, step)) {
 				zf_fail(err, ZF_EFORMAT, "tensor '%s' has strides that overflow 64 bits",
 					what);
 				goto fail;
 			}
 		}
 	}
-	rc = zf_ptfile_record(f->pf, st->key, &rec, err);
+	rc = zf_container_record(f->ct, st->key, &rec, err);
 	if (rc)
 		goto fail_rc;
-	if (st->numel < 0 || zf_mul_overflow((uint64_t)st->numel, esize, &nbytes) ||
+	if (st->numel < 0 || zf_ckd_mul(&nbytes, (uint64_t)st->numel, esize) ||
 	    nbytes != rec.size) {
 		zf_fail(err, ZF_EFORMAT,
 			"storage '%s' of tensor '%s' claims %lld elements of %llu bytes, but its record holds %llu bytes",
@@ -112,11 +114,11 @@ static int resolve(const struct zf_loaded *f, const struct zf_pv *t,
 	}
 	/* Contiguous: numel elements from the offset; strided: up to and
 	 * including the last element reached. Empty views reach nothing. */
-	if (numel && !contiguous && zf_add_overflow(last, 1, &last))
+	if (numel && !contiguous && zf_ckd_add(&last, last, 1))
 		goto past;
-	if (zf_mul_overflow(contiguous ? numel : (numel ? last : 0), esize, &nbytes) ||
-	    zf_mul_overflow((uint64_t)tt->offset, esize, &off_bytes) ||
-	    zf_add_overflow(off_bytes, nbytes, &end) || end > rec.size)
+	if (zf_ckd_mul(&nbytes, contiguous ? numel : (numel ? last : 0), esize) ||
+	    zf_ckd_mul(&off_bytes, (uint64_t)tt->offset, esize) ||
+	    zf_ckd_add(&end, off_bytes, nbytes) || end > rec.size)
 		goto past;
 	v->file = f->file;
 	v->dtype = st->dtype;

@@ -157,6 +157,13 @@ static void shape_str(const struct zf_tensor *t, char *buf, size_t size)
 		snprintf(buf + used, size - used, "]");
 }
 
+const char *inspect_file_format(const struct zf_ckpt *ck, size_t i)
+{
+	enum zf_container_kind kind = zf_ckpt_file_kind(ck, i);
+
+	return kind ? zf_container_kind_name(kind) : "safetensors";
+}
+
 const char *inspect_optimizer_str(const struct zf_ckpt_info *ci)
 {
 	switch (ci->optimizer) {
@@ -300,8 +307,9 @@ static void print_summary(const struct inspect_args *a, const struct zf_ckpt *ck
 		for (size_t i = 0; i < ci->n_files; i++) {
 			const struct zf_source *s = zf_ckpt_file(ck, i);
 
-			printf("  %-52s %14" PRIu64 "\n", cli_esc(zf_source_name(s)),
-			       zf_source_size(s));
+			printf("  %-52s %14" PRIu64 "  %s\n", cli_esc(zf_source_name(s)),
+			       zf_source_size(s),
+			       inspect_file_format(ck, i));
 		}
 	if (ci->base_dir) {
 		size_t from = 0;

@@ -68,6 +68,7 @@ struct out {
 	bool json;
 	cJSON *root, *checks;
 	size_t problems;
+	size_t no_crc;	/* files in torch's legacy format, which has no CRCs */
 };
 
 static void line(struct out *o, const char *check, bool ok, const char *where,
@@ -214,14 +215,21 @@ static void print_digests(struct out *o, const struct zf_verify_report *r)
 	}
 }
 
-/* What was not read, said with the verdict: a sound metadata check says
- * nothing about the bytes. */
-static const char *scope(const struct zf_verify_options *vo)
+/* What was not read or could not be checked, said with the verdict: a
+ * sound metadata check says nothing about the bytes, and a deep one
+ * nothing about the CRCs a legacy file does not have. */
+static const char *scope(const struct out *o, const struct zf_verify_options *vo,
+			 char *buf, size_t size)
 {
 	if (!vo->data)
 		return " (metadata only: no data was read; records not read: use --deep)";
 	if (!vo->crc)
 		return " (records' CRC-32 not checked: use --deep)";
+	if (o->no_crc) {
+		snprintf(buf, size, " (%zu file%s in torch's legacy format: no CRC-32 to check)",
+			 o->no_crc, o->no_crc == 1 ? "" : "s");
+		return buf;
+	}
 	return "";
 }
 
@@ -234,7 +242,7 @@ static int finish(struct out *o, const struct zf_verify_options *vo, bool interr
 		  const char *cannot_judge)
 {
 	bool judge = !o->problems && cannot_judge;
-	char *text;
+	char *text, buf[128];
 
 	if (o->json) {
 		if (judge)
@@ -253,11 +261,11 @@ static int finish(struct out *o, const struct zf_verify_options *vo, bool interr
 	} else if (!interrupted) {
 		if (o->problems)
 			printf("unsound: %zu problem%s%s\n", o->problems,
-			       o->problems == 1 ? "" : "s", scope(vo));
+			       o->problems == 1 ? "" : "s", scope(o, vo, buf, sizeof(buf)));
 		else if (judge)
 			printf("cannot judge: %s\n", cli_esc(cannot_judge));
 		else
-			printf("sound%s\n", scope(vo));
+			printf("sound%s\n", scope(o, vo, buf, sizeof(buf)));
 	}
 	fflush(stdout);
 	if (interrupted)
@@ -385,6 +393,10 @@ int cmd_verify(int argc, char **argv)
 		goto out;
 	}
 	ci = zf_ckpt_info(ck);
+	for (size_t i = 0; i < ci->n_files; i++)
+		o.no_crc += zf_ckpt_file_kind(ck, i) == ZF_CONTAINER_LEGACY;
+	if (o.json && o.no_crc)
+		cJSON_AddNumberToObject(o.root, "files_without_crc", (double)o.no_crc);
 	snprintf(msg, sizeof(msg), "tag %s, ZeRO-%d, %u rank%s, %zu files, %zu tensors",
 		 ci->tag, ci->stage, ci->world_size, ci->world_size == 1 ? "" : "s",
 		 ci->n_files, ci->n_tensors);

@@ -43,6 +43,10 @@ bool inspect_selected(const struct inspect_args *a, const char *name);
 bool inspect_is_tokenizer_file(const char *name);
 
 const char *inspect_optimizer_str(const struct zf_ckpt_info *ci);
+
+/* File i's format: "zip", "legacy" (torch's older serialization) or, for
+ * a --base model's file, "safetensors". */
+const char *inspect_file_format(const struct zf_ckpt *ck, size_t i);
 const char *inspect_layout_words(enum zf_layout layout);
 
 /* The run folder entry ci->tag was read from (its first component), or

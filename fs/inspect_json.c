@@ -165,6 +165,7 @@ int inspect_print_json(const struct inspect_args *a, const struct zf_ckpt *ck,
 		cJSON_AddStringToObject(f, "name", zf_source_name(s));
 		cJSON_AddStringToObject(f, "path", zf_source_path(s));
 		cJSON_AddNumberToObject(f, "size", (double)zf_source_size(s));
+		cJSON_AddStringToObject(f, "format", inspect_file_format(ck, i));
 		cJSON_AddItemToArray(files, f);
 	}
 	cJSON_AddItemToObject(root, "files", files);

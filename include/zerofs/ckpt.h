@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "zerofs/container.h"
 #include "zerofs/dtype.h"
 #include "zerofs/error.h"
 #include "zerofs/runfolder.h"
@@ -214,20 +215,31 @@ const char *zf_kind_str(enum zf_tensor_kind kind);
 const char *zf_layout_str(enum zf_layout layout);
 
 /*
- * Checks the CRC-32 of every stored zip record of file `file` with
- * zf_ptfile_check_crc(): reads the zip directory again and the whole
- * file. ZF_EFORMAT names the file and the first bad entry; ZF_EUSAGE when
- * file is out of range; ZF_EIO, ZF_ECHANGED, ZF_ENOMEM. Safe to call from
- * several threads at once.
+ * The format of file i: ZF_CONTAINER_ZIP or ZF_CONTAINER_LEGACY (torch's
+ * legacy serialization, which stores no CRCs); 0 for a --base model's
+ * safetensors file (no torch.save file) and when i is out of range.
+ */
+enum zf_container_kind zf_ckpt_file_kind(const struct zf_ckpt *ck, size_t i);
+
+/*
+ * Reads every record of file `file` again (zf_container_check_records()):
+ * for a zip, its directory again and every stored record through libzip,
+ * checking its CRC-32; for a legacy file, its pickles and records walked
+ * again and every byte read (there is no CRC to check). ZF_EFORMAT names
+ * the file and the first bad entry; ZF_EUSAGE when file is out of range;
+ * ZF_EIO, ZF_ECHANGED, ZF_ENOMEM. Safe to call from several threads at
+ * once.
  */
 int zf_ckpt_check_crc(const struct zf_ckpt *ck, size_t file,
 		      struct zf_error *err);
 
 /*
- * Reads file `file`'s zip directory again, with zerofs's reader and with
- * libzip, and checks that both see the same entries (names, sizes,
- * methods, CRCs). zerofs serves from its own reader; this independent
- * opinion is verify's. ZF_EFORMAT names the first disagreement.
+ * Reads file `file`'s structure again: a zip's directory with zerofs's
+ * reader and with libzip, which must see the same entries (names, sizes,
+ * methods, CRCs); zerofs serves from its own reader, and this independent
+ * opinion is verify's. A legacy file has no directory for a second
+ * reader: its pickles are parsed and its records walked again.
+ * ZF_EFORMAT names the first disagreement.
  */
 int zf_ckpt_check_zip(const struct zf_ckpt *ck, size_t file,
 		      struct zf_error *err);

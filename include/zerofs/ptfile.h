@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /**
  * @file ptfile.h
- * A torch.save() file: a zip whose records are stored uncompressed.
+ * A torch.save() file in torch's zip format (its default since 1.6): a
+ * zip whose records are stored uncompressed. container.h reads either of
+ * torch's formats; this is the zip one.
  *
  * Opening reads the central directory itself (ZIP64 included: real
  * optimizer files are far over 4 GiB; libzip 1.7 has no call that gives
  * an entry's data offset, and zf_ptfile_cross_check() lets libzip read the
- * same directory independently), finds the record prefix from the entry that
+ * same directory independently: core/ptfile_check.c), finds the record prefix from the entry that
  * ends in "/data.pkl" and loads that pickle into memory. A storage
  * record's absolute data offset is computed from its *local* header (the
  * local extra field torch uses for 64-byte alignment differs from the
@@ -89,26 +91,20 @@ const unsigned char *zf_ptfile_pickle(const struct zf_ptfile *pf,
 				      size_t *len);
 
 /*
- * A file in torch's legacy (non-zip) format (zerofs/ptlegacy.h) opens
- * too: zf_ptfile_is_legacy() says so. Its storage records are found only
- * once its pickle is parsed: zf_ptfile_bind() hands over the parse (a
- * no-op for a zip). It has no entries but its storage keys (no sizes,
- * CRCs or offsets in zf_ptfile_entry()), and zf_ptfile_cross_check(),
- * zf_ptfile_check_crc() and zf_ptfile_same_head() have nothing to check:
- * the first two return ZF_EUNSUPPORTED saying so, the last *same false.
- */
-bool zf_ptfile_is_legacy(const struct zf_ptfile *pf);
-struct zf_pickle;
-int zf_ptfile_bind(struct zf_ptfile *pf, const struct zf_pickle *pk,
-		   struct zf_error *err);
-
-/*
  * Finds the storage record data/<key>. Errors: ZF_EFORMAT when it does not
  * exist ("no record 'data/7'"), ZF_EUNSUPPORTED when it is compressed or
  * encrypted. The message names the entry; err->where names the file.
  */
 int zf_ptfile_record(const struct zf_ptfile *pf, const char *key,
 		     struct zf_record *rec, struct zf_error *err);
+
+/*
+ * The size in bytes of storage record data/<key>, from the central
+ * directory alone (no read). ZF_EFORMAT ("no record 'data/7'", err->where
+ * naming the file) when there is none.
+ */
+int zf_ptfile_record_size(const struct zf_ptfile *pf, const char *key,
+			  uint64_t *size, struct zf_error *err);
 
 /* The source's path, borrowed. */
 const char *zf_ptfile_path(const struct zf_ptfile *pf);

@@ -12,6 +12,9 @@
  * every rank file present, one save, sizes and counts consistent. Then:
  *
  *   always:   "sources"  every source file is non-empty
+ *             "zip"      libzip reads every zip's directory as zerofs
+ *                        does (a file in torch's legacy format, which has
+ *                        no directory, is parsed and walked again)
  *             "extents"  every extent lies inside its file and the extents
  *                        of each tensor add up to its shape
  *             "overlap"  no two tensors share a byte of one file (tied
@@ -23,7 +26,9 @@
  *             digests of each tensor's served bytes and of each file
  *   o->crc:   "crc"      the CRC-32 of every zip record of every source
  *                        file, and the served records read back the same
- *                        through libzip (zf_ckpt_check_crc)
+ *                        through libzip (zf_ckpt_check_crc); a file in
+ *                        torch's legacy format has no CRCs: its records
+ *                        are read, and the finding says none was checked
  */
 #ifndef ZEROFS_VERIFY_H
 #define ZEROFS_VERIFY_H

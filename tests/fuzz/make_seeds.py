@@ -10,7 +10,8 @@
                                       fixtures are never copied into the project)
 
 Each OUT has pickle/ (data.pkl bytes), ptfile/ (whole .pt files), ptlegacy/
-(whole .pt files in torch's legacy format, _use_new_zipfile_serialization=False) and ckpt/
+(whole .pt files in torch's legacy format, _use_new_zipfile_serialization=False),
+container/ (.pt files of both formats, rank files of checkpoints in each) and ckpt/
 (checkpoints packed in the format fuzz_ckpt.c reads: a flags byte, then the
 slots latest, model 0, optim 0, model 1, optim 1, config.json, each a u32le
 length and its bytes, 0xffffffff for no file).
@@ -33,7 +34,8 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAKE_CKPT = os.path.join(HERE, "..", "gen", "make_ckpt.py")
 ABSENT = 0xFFFFFFFF
-MAX_LEN = {"pickle": 131072, "ptfile": 262144, "ptlegacy": 262144, "ckpt": 655360}  # as in run.sh
+MAX_LEN = {"pickle": 131072, "ptfile": 262144, "ptlegacy": 262144, "container": 262144,
+           "ckpt": 655360}  # as in run.sh
 
 
 def put(out, harness, data, name):
@@ -103,7 +105,9 @@ def from_fixtures(fixtures, out):
                 put(out, "pickle", pk, "fx-%s-%s" % (ck, n[:-3]))
             if os.path.getsize(p) <= 80 * 1024:
                 with open(p, "rb") as f:
-                    put(out, "ptfile", f.read(), "fx-%s-%s" % (ck, n[:-3]))
+                    b = f.read()
+                put(out, "ptfile", b, "fx-%s-%s" % (ck, n[:-3]))
+                put(out, "container", b, "fx-%s-%s" % (ck, n[:-3]))
         packed = pack_ckpt(save)
         if packed:
             put(out, "ckpt", packed, "fx-" + ck)
@@ -115,7 +119,9 @@ def from_fixtures(fixtures, out):
             continue
         for n in sorted(os.listdir(tag)):
             with open(os.path.join(tag, n), "rb") as f:
-                put(out, "ptlegacy", f.read(), "fx-%s-%s" % (ck, n[:-3]))
+                b = f.read()
+            put(out, "ptlegacy", b, "fx-%s-%s" % (ck, n[:-3]))
+            put(out, "container", b, "fx-%s-%s" % (ck, n[:-3]))
 
 
 # --- committed seeds, generated here -----------------------------------------
@@ -131,6 +137,10 @@ CKPTS = [  # name, make_ckpt.py options, fuzz_ckpt flags (dtype, shard size)
     ("z2ws2-fp16", ["--stage", "2", "--ws", "2", "--dtype", "fp16", "--no-odd"], 0x08),
     ("z1ws2-bf16opt", ["--bf16-optimizer", "--ws", "2", "--prefix", "llm."], 0x0c),
     ("z2ws2-trainer", ["--stage", "2", "--ws", "2", "--layout", "trainer", "--tied"], 0x30),
+    # torch's legacy format, as DeepSpeed >= 0.17 writes it without checkpoint_serialization
+    ("z2ws2-legacy", ["--stage", "2", "--ws", "2", "--tied", "--legacy"], 0),
+    ("z3ws2-bf16-legacy", ["--stage", "3", "--ws", "2", "--dtype", "bf16", "--frozen",
+                           "--legacy"], 0x04),
 ]
 
 
@@ -201,17 +211,25 @@ def generate(out, only=None):
             put(out, "ckpt", packed, "gen-" + name)
             tag = os.path.join(save, "global_step3")
             for n in sorted(os.listdir(tag)):
-                if n.endswith(".pt"):
-                    p = os.path.join(tag, n)
-                    put(out, "pickle", data_pkl(p), "gen-%s-%s" % (name, n[:-3]))
-                    with open(p, "rb") as f:
-                        put(out, "ptfile", f.read(), "gen-%s-%s" % (name, n[:-3]))
+                if not n.endswith(".pt"):
+                    continue
+                p = os.path.join(tag, n)
+                with open(p, "rb") as f:
+                    b = f.read()
+                put(out, "container", b, "gen-%s-%s" % (name, n[:-3]))
+                if "legacy" in name:
+                    put(out, "ptlegacy", b, "gen-%s-%s" % (name, n[:-3]))
+                    continue
+                put(out, "pickle", data_pkl(p), "gen-%s-%s" % (name, n[:-3]))
+                put(out, "ptfile", b, "gen-%s-%s" % (name, n[:-3]))
         for name, pk, pt in small_pickles():
             put(out, "pickle", pk, name)
             if pt:
                 put(out, "ptfile", pt, name)
+                put(out, "container", pt, name)
         for name, data in legacy_files():
             put(out, "ptlegacy", data, name)
+            put(out, "container", data, name)
 
 
 def main():

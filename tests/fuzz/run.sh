@@ -17,7 +17,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 [ -n "$FUZZ_SECONDS" ] || FUZZ_SECONDS=60
 FUZZ_CC=${FUZZ_CC:-clang}
 PYTHON=${PYTHON:-/usr/bin/python3}
-HARNESSES=${FUZZ_HARNESSES:-pickle ptfile ptlegacy ckpt config}
+HARNESSES=${FUZZ_HARNESSES:-pickle ptfile ptlegacy container ckpt config}
 FIXTURES=${ZEROFS_FIXTURES:-$ROOT/../shared/fixtures/real}
 OUT=$ROOT/build/fuzz
 WORK=$ROOT/tests/fuzz/corpus-work
@@ -33,6 +33,7 @@ max_len() {
 	pickle) echo 131072 ;;
 	ptfile) echo 262144 ;;
 	ptlegacy) echo 262144 ;;
+	container) echo 262144 ;;
 	ckpt) echo 655360 ;;
 	config) echo 65536 ;;
 	esac

@@ -532,9 +532,12 @@ class Gen:
     def save(self, obj, fname, custom=False):
         path = os.path.join(self.tagdir, fname)
         if self.a.legacy:
-            # torch's legacy (non-zip) format, as DeepSpeed >= 0.17 writes it with
+            # torch's legacy format, as DeepSpeed >= 0.17 writes every file with
             # "checkpoint": {"checkpoint_serialization": false}
-            torch.save(obj, path, _use_new_zipfile_serialization=False)
+            if custom or not self.a.torch_save:
+                tzip.save_legacy(obj, path)  # torch's bytes but for the keys (addresses)
+            else:
+                torch.save(obj, path, _use_new_zipfile_serialization=False)
         elif custom or not self.a.torch_save:
             tzip.save(obj, path)  # byte-identical to torch.save (see README), but faster
         else:
@@ -1147,6 +1150,9 @@ def parse(argv=None):
     ap.add_argument("--torch-save", action="store_true",
                     help="write the .pt files with torch.save itself instead of tests/gen/tzip.py "
                          "(same bytes, slower)")
+    ap.add_argument("--legacy", action="store_true",
+                    help="write the rank files in torch's legacy (non-zip) format, as DeepSpeed "
+                         ">= 0.17 does with \"checkpoint_serialization\": false")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default=None)
     ap.add_argument("--steps", type=int, default=3)
@@ -1203,12 +1209,7 @@ def parse(argv=None):
                          "holds the fp32 masters (FP16_UnfusedOptimizer's fp32_groups, "
                          "FP16_Optimizer's fp32_groups_flat) or, fp32, is the torch "
                          "optimizer's state_dict")
-    ap.add_argument("--legacy", action="store_true",
-                    help="write every .pt file in torch's legacy (non-zip) format "
-                         "(torch.save(..., _use_new_zipfile_serialization=False))")
     a = ap.parse_args(argv)
-    if a.legacy and a.big_gib:
-        ap.error("--legacy does not go with --big-gib")
     if a.llama:
         if a.hidden % a.heads or (a.hidden // a.heads) % 2 or a.heads % a.kv_heads:
             ap.error("--llama needs --hidden divisible by --heads into an even head size, "

@@ -1,6 +1,7 @@
-"""Minimal re-implementation of torch 1.13's torch.save container (zip + protocol-2 pickle),
-used by make_ckpt.py when a checkpoint must hold records that are not in memory (sparse
-"holes", > 4 GiB), and cross-checked byte for byte against torch.save for ordinary objects.
+"""Minimal re-implementation of torch 1.13's torch.save containers (zip + protocol-2 pickle, and
+the legacy format: save_legacy below), used by make_ckpt.py when a checkpoint must hold records
+that are not in memory (sparse "holes", > 4 GiB), and cross-checked byte for byte against
+torch.save for ordinary objects.
 
 Written from shared/docs/FORMAT.md section 3 and from observing torch.save output:
   * entries: <prefix>/data.pkl, <prefix>/data/<key> (keys sorted as strings), <prefix>/version
@@ -217,3 +218,65 @@ def save_many(obj, paths):
             w.write_record(name, data)
         w.write_record("version", b"3\n")
         w.close()
+
+
+# --------------------------------------------------------------------------------------
+# torch's legacy format: torch.save(obj, f, _use_new_zipfile_serialization=False), which
+# DeepSpeed >= 0.17 writes with "checkpoint": {"checkpoint_serialization": false}. Five
+# protocol-2 pickles (magic number, protocol version 1001, sys_info, the object, the sorted
+# list of storage keys), then per key in that order the storage's element count as 8 bytes
+# little-endian and its bytes. torch names a storage by its address (str(storage._cdata));
+# here keys are made-up addresses, or the caller's (to reproduce a torch.save file).
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+LEGACY_SYS_INFO = {"protocol_version": LEGACY_PROTOCOL, "little_endian": True,
+                   "type_sizes": {"short": 2, "int": 4, "long": 4}}
+# A heap-like address: 15 digits, as torch's keys on x86-64 Linux.
+LEGACY_KEY_BASE = 94_371_000_000_000
+
+
+def save_legacy(obj, path, keys=None):
+    """torch.save(obj, path, _use_new_zipfile_serialization=False) look-alike that also accepts
+    HoleTensor/HoleStorage. keys: the storage keys in first-use order (default: addresses
+    LEGACY_KEY_BASE + 64*i); with torch's own keys the bytes are torch's."""
+    id_map = {}
+    storages = {}
+    TS = torch.storage.TypedStorage
+
+    def key_for(ident):
+        # A new str each time, as torch's str(storage._cdata): the pickler memoizes objects,
+        # so a key repeated as one object would pickle as a memo reference, not as text.
+        if ident not in id_map:
+            i = len(id_map)
+            id_map[ident] = int(keys[i]) if keys is not None else LEGACY_KEY_BASE + 64 * i
+        return str(id_map[ident])
+
+    def persistent_id(o):
+        if isinstance(o, TS):
+            key = key_for(("t", o._storage._cdata))
+            storages.setdefault(key, o)
+            return ("storage", getattr(torch, o.pickle_storage_type()), key, "cpu", o.size(), None)
+        if isinstance(o, HoleStorage):
+            key = key_for(("h", id(o)))
+            storages.setdefault(key, o)
+            return ("storage", o.storage_type, key, "cpu", o.numel, None)
+        return None
+
+    with open(path, "wb") as f:
+        for small in (LEGACY_MAGIC, LEGACY_PROTOCOL, LEGACY_SYS_INFO):
+            pickle.dump(small, f, protocol=2)
+        p = pickle.Pickler(f, protocol=2)
+        p.persistent_id = persistent_id
+        p.dump(obj)
+        order = sorted(storages)
+        pickle.dump(order, f, protocol=2)
+        for key in order:
+            s = storages[key]
+            if isinstance(s, HoleStorage):
+                f.write(struct.pack("<q", s.numel))
+                f.seek(s.numel * s.elsize, 1)
+            else:
+                f.write(struct.pack("<q", s.size()))
+                f.write(_storage_bytes(s))
+        f.truncate()

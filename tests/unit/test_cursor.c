@@ -114,6 +114,17 @@ static void test_sticky_and_kinds(void)
 	tap_ok(zf_cursor_u32_at(&c, SIZE_MAX - 1) == 0 && zf_cursor_failed(&c) &&
 		       c.fail_pos == SIZE_MAX - 1,
 	       "an offset near SIZE_MAX fails, no wrap-around");
+	{
+		static const unsigned char want[8] = { 0x08, 0x07, 0x06, 0x05,
+						       0x04, 0x03, 0x02, 0x81 };
+		unsigned char w[9] = { [8] = 0xee };
+
+		zf_put_le64(w, 0x8102030405060708ull);
+		c = zf_cursor_make(w, 8);
+		tap_ok(!memcmp(w, want, 8) && w[8] == 0xee &&
+			       zf_cursor_u64_at(&c, 0) == 0x8102030405060708ull,
+		       "zf_put_le64 writes 8 little-endian bytes, which the cursor reads back");
+	}
 }
 
 static void test_grow_and_ckd(void)

@@ -2,7 +2,7 @@
 /*
  * Replays every committed fuzz input without libFuzzer: the reproducers in
  * tests/fuzz/crashes/<harness>/ and the seeds in tests/fuzz/seeds/<harness>/
- * run through the four harness bodies, included here with their entry
+ * run through the harness bodies, included here with their entry
  * point renamed. A fixed bug that comes back crashes this program (under
  * `make SANITIZE=address,undefined check`, also an out-of-bounds access).
  * Run from the repository root, as tests/run.sh does.
@@ -28,6 +28,9 @@
 #define ZF_FUZZ_ENTRY replay_ckpt
 #include "../fuzz/fuzz_ckpt.c"
 #undef ZF_FUZZ_ENTRY
+#define ZF_FUZZ_ENTRY replay_container
+#include "../fuzz/fuzz_container.c"
+#undef ZF_FUZZ_ENTRY
 
 #define FUZZ_DIR "tests/fuzz"
 
@@ -39,6 +42,7 @@ static const struct {
 	{ "ptfile", replay_ptfile },
 	{ "ptlegacy", replay_ptlegacy },
 	{ "ckpt", replay_ckpt },
+	{ "container", replay_container },
 };
 
 static unsigned char *slurp(const char *path, size_t *len)

@@ -517,12 +517,12 @@ static void test_hostile(void)
 	RESET();
 	SET(l.keys_pickle, l.keys_len, "\x80\x02]q\x00(K\x05" "e.");
 	check_built(&l, ZF_EFORMAT,
-		    "item 0 of the storage key list is a int, not a plain key",
+		    "item 0 of the storage key list is a value of type int, not a plain key",
 		    "a key list holding an int");
 	RESET();
 	SET(l.keys_pickle, l.keys_len, "\x80\x02]q\x00(X\x03\x00\x00\x00" "a/be.");
 	check_built(&l, ZF_EFORMAT,
-		    "item 0 of the storage key list is a str, not a plain key",
+		    "item 0 of the storage key list is not a plain key: empty, or with a '/' or a NUL",
 		    "a key with a slash");
 
 	RESET();
@@ -578,14 +578,14 @@ static void test_hostile(void)
 	build(&b, &l);
 	b.p[13] ^= 1;
 	expect(b.p, b.n, ZF_EFORMAT,
-	       "not a torch.save file: its first pickle holds a object, not torch's magic number",
+	       "not a torch.save file: its first pickle holds a value of type object, not torch's magic number",
 	       "a wrong magic number");
 	bb_free(&b);
 	RESET();
 	build(&b, &l);
 	b.p[18] = 0xe8; /* 1000 */
 	expect(b.p, b.n, ZF_EFORMAT,
-	       "protocol version 1000 (a int), torch writes and reads only 1001",
+	       "protocol version 1000, torch writes and reads only 1001",
 	       "protocol version 1000");
 	bb_free(&b);
 	RESET();
