@@ -148,6 +148,12 @@ uninstall:
 lint-man: ## check the man pages with mandoc
 	mandoc -Tlint -Wwarning man/zerofs.1 man/zerofs-checkpoint.5
 
+# Only the lines changed since STYLE_BASE are looked at (git's rule): the
+# tree is not reformatted in one go. STYLE_BASE=main checks a branch.
+STYLE_BASE ?= HEAD
+style: ## show what clang-format (.clang-format) would change in the C lines changed since STYLE_BASE
+	$(Q)scripts/style.sh $(STYLE_BASE)
+
 hdr-check: ## compile every header on its own, included twice (guards)
 	$(Q)for h in include/zerofs/*.h core/*.h fs/*.h; do \
 		case $$h in fs/*) flags='$(FS_CFLAGS)' ;; *) flags='$(CORE_CFLAGS)' ;; esac; \
@@ -162,7 +168,7 @@ clean:
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-.PHONY: FORCE all tests check valgrind bench install uninstall lint-man hdr-check clean help fuzz
+.PHONY: FORCE all tests check valgrind bench install uninstall lint-man hdr-check style clean help fuzz
 
 -include $(CORE_OBJ:.o=.d) $(FS_OBJ:.o=.d) $(UNIT_BIN:=.d) $(HELPER_BIN:=.d)
 

@@ -23,7 +23,7 @@ $SUDO apt-get install -y -q --no-install-recommends \
 	libfuse3-dev fuse3 libzip-dev libcjson-dev libxxhash-dev \
 	python3 python3-numpy python3-torch python3-xxhash python3-yaml \
 	python3-requests python3-venv \
-	clang libclang-rt-14-dev valgrind mandoc xxhash
+	clang clang-format libclang-rt-14-dev valgrind mandoc xxhash git
 
 VENV=${ZEROFS_VENV:-$PWD/.venv}
 REQ=scripts/clients-requirements.txt
