@@ -29,7 +29,7 @@
 #include "cursor.h"
 #include "grow.h"
 #include "io.h"
-#include "text.h"
+#include "zerofs/text.h"
 #include "zerofs/safetensors.h"
 
 #define MAX_INDEX ((size_t)64 << 20)

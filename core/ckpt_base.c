@@ -35,7 +35,7 @@
 #include <sys/stat.h>
 
 #include "io.h"
-#include "text.h"
+#include "zerofs/text.h"
 #include "zerofs/convert.h"
 
 /* Elements compared between a base tensor and the checkpoint's copy. */
@@ -98,17 +98,6 @@ static char *ckpt_name(const struct zf_ckpt *ck, const char *prefix, const char 
 	return n;
 }
 
-static void shape_str(uint32_t nd, const uint64_t *shape, char *buf, size_t size)
-{
-	size_t used = (size_t)snprintf(buf, size, "[");
-
-	for (uint32_t i = 0; i < nd && used < size; i++)
-		used += (size_t)snprintf(buf + used, size - used, "%s%llu", i ? ", " : "",
-					 (unsigned long long)shape[i]);
-	if (used < size)
-		snprintf(buf + used, size - used, "]");
-}
-
 static bool same_shape(uint32_t na, const uint64_t *a, uint32_t nb, const uint64_t *b)
 {
 	return na == nb && !memcmp(a, b, na * sizeof(*a));
@@ -140,8 +129,8 @@ static int add_base(struct zf_loader *L, struct zf_error *err)
 			/* The checkpoint wins; an alias is its source's. */
 			if (t->kind != ZF_KIND_ALIAS &&
 			    !same_shape(t->ndim, t->shape, bt->ndim, bt->shape)) {
-				shape_str(bt->ndim, bt->shape, x, sizeof(x));
-				shape_str(t->ndim, t->shape, y, sizeof(y));
+				zf_shape_text(bt->shape, bt->ndim, x, sizeof(x));
+				zf_shape_text(t->shape, t->ndim, y, sizeof(y));
 				rc = zf_fail_at(err, ZF_EFORMAT, zf_source_path(ck->files[L->first_base + bt->file]),
 						"--base: '%s' has shape %s here, but the checkpoint's '%s' has shape %s: not the model this run started from",
 						bt->name, x, name, y);
@@ -190,8 +179,8 @@ static int check_tied_copy(struct zf_loader *L, const struct zf_modent *m,
 	if (zf_view_resolve_any(m->f, m->val, m->name, &v, &e) || !v.numel)
 		return ZF_OK; /* a placeholder (ZeRO-3): no copy to compare */
 	if (!same_shape(v.ndim, v.shape, src->ndim, src->shape)) {
-		shape_str(src->ndim, src->shape, x, sizeof(x));
-		shape_str(v.ndim, v.shape, y, sizeof(y));
+		zf_shape_text(src->shape, src->ndim, x, sizeof(x));
+		zf_shape_text(v.shape, v.ndim, y, sizeof(y));
 		return zf_fail_at(err, ZF_EFORMAT, L->base->dir,
 				  "--base: '%s' has shape %s here, but the checkpoint's copy of it under the tied name '%s' has shape %s: not the model this run started from",
 				  src->name, x, m->name, y);

@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 
 #include "io.h"
-#include "text.h"
+#include "zerofs/text.h"
 #include "zerofs/runfolder.h"
 
 static bool is_dir(const char *path)

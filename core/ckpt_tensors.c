@@ -15,7 +15,7 @@
 
 #include "ckd.h"
 #include "strmap.h"
-#include "text.h"
+#include "zerofs/text.h"
 
 /* Reads a torch.Size (tuple of ints) into a shape. */
 static int read_shape(const struct zf_pv *v, const char *name, const char *path,

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zerofs/text.h"
 #include "zerofs/convert.h"
 
 /* Elements compared at each end of a master and its module param. */
@@ -147,17 +148,6 @@ static void take(struct zf_loader *L, struct cand *c, uint32_t file, uint64_t of
 	pl->u.whole.offset = offset;
 }
 
-static void shape_str(const uint64_t *shape, uint32_t nd, char *buf, size_t size)
-{
-	size_t used = (size_t)snprintf(buf, size, "[");
-
-	for (uint32_t i = 0; i < nd && used < size; i++)
-		used += (size_t)snprintf(buf + used, size - used, "%s%llu", i ? ", " : "",
-					 (unsigned long long)shape[i]);
-	if (used < size)
-		snprintf(buf + used, size - used, "]");
-}
-
 /* FP16_UnfusedOptimizer: a full-shaped master per param. */
 static int match_unfused(struct zf_loader *L, struct cand *c, size_t nc,
 			 struct zf_error *err)
@@ -199,7 +189,7 @@ static int match_unfused(struct zf_loader *L, struct cand *c, size_t nc,
 					break;
 			}
 			if (k == nc) {
-				shape_str(v.shape, v.ndim, shape, sizeof(shape));
+				zf_shape_text(v.shape, v.ndim, shape, sizeof(shape));
 				return zf_fail_at(err, ZF_EFORMAT, path,
 						  "ZeRO-0 checkpoint whose fp32 master weights (optimizer.fp32_groups) cannot be matched to parameter names: group %zu param %zu (shape %s) fits no parameter of the model in order",
 						  g, i, shape);

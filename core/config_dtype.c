@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "grow.h"
-#include "text.h"
+#include "zerofs/text.h"
 
 #define NONE SIZE_MAX
 

@@ -10,20 +10,32 @@
 #include <stdio.h>
 #include <string.h>
 
-int zf_error_set(struct zf_error *err, enum zf_status status,
-		 const char *src_file, int src_line, const char *fmt, ...)
+/* Records the first failure; where (may be NULL) names the file. */
+static int __attribute__((format(printf, 6, 0)))
+record(struct zf_error *err, enum zf_status status, const char *where,
+       const char *src_file, int src_line, const char *fmt, va_list ap)
 {
-	va_list ap;
-
 	if (!err || err->status != ZF_OK)
 		return status;
 	err->status = status;
 	err->src_file = src_file;
 	err->src_line = src_line;
-	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
+	if (where)
+		snprintf(err->where, sizeof(err->where), "%s", where);
 	return status;
+}
+
+int zf_error_set(struct zf_error *err, enum zf_status status,
+		 const char *src_file, int src_line, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = record(err, status, NULL, src_file, src_line, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 int zf_error_set_at(struct zf_error *err, enum zf_status status,
@@ -31,18 +43,12 @@ int zf_error_set_at(struct zf_error *err, enum zf_status status,
 		    const char *fmt, ...)
 {
 	va_list ap;
+	int rc;
 
-	if (!err || err->status != ZF_OK)
-		return status;
-	err->status = status;
-	err->src_file = src_file;
-	err->src_line = src_line;
 	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	rc = record(err, status, where, src_file, src_line, fmt, ap);
 	va_end(ap);
-	if (where)
-		snprintf(err->where, sizeof(err->where), "%s", where);
-	return status;
+	return rc;
 }
 
 void zf_error_where(struct zf_error *err, const char *path)

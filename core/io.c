@@ -8,40 +8,46 @@
 #include <string.h>
 #include <unistd.h>
 
+int zf_check_opened(int fd, const char *path, struct stat *st,
+		     struct zf_error *err)
+{
+	struct stat sb;
+	int status;
+
+	if (fd < 0) {
+		int e = errno;
+
+		status = e == ENOENT ? ZF_ENOTFOUND : ZF_EIO;
+		zf_fail_at(err, status, path, "cannot open: %s", strerror(e));
+		return status;
+	}
+	if (fstat(fd, &sb) < 0) {
+		int e = errno;
+
+		close(fd);
+		return zf_fail_at(err, ZF_EIO, path, "cannot stat: %s", strerror(e));
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		close(fd);
+		return zf_fail_at(err, ZF_EFORMAT, path, "not a regular file");
+	}
+	if (st)
+		*st = sb;
+	return ZF_OK;
+}
+
 int zf_open_ro(const char *path, int *fd, struct stat *st,
 	       struct zf_error *err)
 {
-	struct stat sb;
 	/* O_NONBLOCK: a FIFO or device planted among the rank files must not
-	 * block the open; it is refused below. Regular files ignore it. */
+	 * block the open; zf_check_opened() refuses it. */
 	int f = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	int rc = zf_check_opened(f, path, st, err);
 
-	if (f < 0) {
-		int e = errno;
-
-		zf_fail(err, e == ENOENT ? ZF_ENOTFOUND : ZF_EIO,
-			"cannot open: %s", strerror(e));
-		zf_error_where(err, path);
-		return err ? err->status : ZF_EIO;
-	}
-	if (fstat(f, &sb) < 0) {
-		int e = errno;
-
-		close(f);
-		zf_fail(err, ZF_EIO, "cannot stat: %s", strerror(e));
-		zf_error_where(err, path);
-		return ZF_EIO;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		close(f);
-		zf_fail(err, ZF_EFORMAT, "not a regular file");
-		zf_error_where(err, path);
-		return ZF_EFORMAT;
-	}
+	if (rc)
+		return rc;
 	fcntl(f, F_SETFL, fcntl(f, F_GETFL) & ~O_NONBLOCK);
 	*fd = f;
-	if (st)
-		*st = sb;
 	return ZF_OK;
 }
 

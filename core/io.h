@@ -15,6 +15,16 @@
 
 #include "zerofs/error.h"
 
+/*
+ * Checks a descriptor just opened from path (fd < 0: the open failed, with
+ * errno still set): ZF_ENOTFOUND when path does not exist, ZF_EIO for
+ * other open or fstat failures, ZF_EFORMAT for anything but a regular
+ * file; the error names path, and fd is closed on failure. *st (may be
+ * NULL) gets the file's stat.
+ */
+int zf_check_opened(int fd, const char *path, struct stat *st,
+		    struct zf_error *err);
+
 /* Opens path O_RDONLY|O_CLOEXEC into *fd and fstat()s it into *st (st may
  * be NULL). ZF_ENOTFOUND when it does not exist, ZF_EIO otherwise; the
  * error names path. Refuses anything but a regular file (ZF_EFORMAT). */

@@ -24,7 +24,7 @@
 #include "ckd.h"
 #include "cursor.h"
 #include "grow.h"
-#include "text.h"
+#include "zerofs/text.h"
 
 /* ---- a growable byte buffer that remembers failure ------------------- */
 
@@ -185,6 +185,22 @@ static int by_name(const void *a, const void *b)
 	return strcmp(x->name, y->name); /* unsigned bytes: UTF-8 order */
 }
 
+/* An order array for n tensors (NULL when n is 0). */
+static int new_order(size_t n, struct order **ord, struct zf_error *err)
+{
+	size_t bytes;
+
+	*ord = NULL;
+	if (!n)
+		return ZF_OK;
+	if (zf_ckd_mul(&bytes, n, sizeof(**ord)))
+		return zf_fail(err, ZF_ENOMEM, "too many tensors");
+	*ord = malloc(bytes);
+	if (!*ord)
+		return zf_fail(err, ZF_ENOMEM, "out of memory for %zu tensors", n);
+	return ZF_OK;
+}
+
 /* Sorts ord by name (byte order) and refuses a name given twice. */
 static int sort_by_name_unique(struct order *ord, size_t n, struct zf_error *err)
 {
@@ -265,16 +281,9 @@ int zf_st_layout(const struct zf_st_tensor *tensors, size_t n,
 		if (rc)
 			return rc;
 	}
-	if (n) {
-		size_t bytes;
-
-		if (zf_ckd_mul(&bytes, n, sizeof(*ord)))
-			return zf_fail(err, ZF_ENOMEM, "too many tensors");
-		ord = malloc(bytes);
-		if (!ord)
-			return zf_fail(err, ZF_ENOMEM,
-				       "out of memory for %zu tensors", n);
-	}
+	rc = new_order(n, &ord, err);
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < n; i++) {
 		ord[i].name = tensors[i].name;
 		ord[i].rank = zf_dtype_st_rank(tensors[i].dtype);
@@ -440,16 +449,9 @@ int zf_st_index_json(const char *const *names, const uint32_t *shard_of,
 				       " of %" PRIu32,
 				       names[i], shard_of[i], n_shards);
 	}
-	if (n) {
-		size_t bytes;
-
-		if (zf_ckd_mul(&bytes, n, sizeof(*ord)))
-			return zf_fail(err, ZF_ENOMEM, "too many tensors");
-		ord = malloc(bytes);
-		if (!ord)
-			return zf_fail(err, ZF_ENOMEM,
-				       "out of memory for %zu tensors", n);
-	}
+	rc = new_order(n, &ord, err);
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < n; i++) {
 		ord[i].name = names[i];
 		ord[i].rank = 0;

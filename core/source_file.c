@@ -338,28 +338,9 @@ int zf_source_open(const char *path, struct zf_source **out,
 
 	*out = NULL;
 	fd = open_ro(path);
-	if (fd < 0) {
-		int e = errno;
-
-		zf_fail(err, e == ENOENT ? ZF_ENOTFOUND : ZF_EIO,
-			"cannot open: %s", strerror(e));
-		zf_error_where(err, path);
-		return err ? err->status : ZF_EIO;
-	}
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
-
-		close(fd);
-		zf_fail(err, ZF_EIO, "cannot stat: %s", strerror(e));
-		zf_error_where(err, path);
-		return ZF_EIO;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		zf_fail(err, ZF_EFORMAT, "not a regular file");
-		zf_error_where(err, path);
-		return ZF_EFORMAT;
-	}
+	rc = zf_check_opened(fd, path, &st, err);
+	if (rc)
+		return rc;
 	/* O_NONBLOCK stays: it means nothing for a regular file's reads
 	 * (descriptors opened again keep it too). */
 	fs = calloc(1, sizeof(*fs));

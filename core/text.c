@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* UTF-8 validation and printable names; see text.h. */
-#include "text.h"
+#include "zerofs/text.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -95,4 +95,16 @@ char *zf_printable_n(const char *s, size_t n, char *buf, size_t size)
 	}
 	buf[used] = '\0';
 	return buf;
+}
+
+void zf_shape_text(const uint64_t *shape, uint32_t nd, char *buf, size_t size)
+{
+	size_t used = (size_t)snprintf(buf, size, "[");
+
+	for (uint32_t i = 0; i < nd && used < size; i++)
+		used += (size_t)snprintf(buf + used, size - used, "%s%llu",
+					 i ? ", " : "",
+					 (unsigned long long)shape[i]);
+	if (used < size)
+		snprintf(buf + used, size - used, "]");
 }

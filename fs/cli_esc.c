@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zerofs/text.h"
+
 #define SLOTS 8
 
 struct slot {
@@ -41,42 +43,6 @@ static void slots_free(void *arg)
 static void slots_init(void)
 {
 	pthread_key_create(&slots_key, slots_free);
-}
-
-/*
- * The length of the valid UTF-8 sequence at s (n bytes left) and its
- * code point, or 0 when the bytes are not UTF-8 (overlong forms,
- * surrogates and values past U+10FFFF included).
- */
-static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	static const uint32_t min[4] = { 0, 0x80, 0x800, 0x10000 };
-	size_t len;
-	uint32_t v;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, v = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, v = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, v = s[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = v << 6 | (s[i] & 0x3f);
-	}
-	if (v < min[len - 1] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return len;
 }
 
 /* Code points a terminal acts on, or that reorder what is shown. */
@@ -118,7 +84,9 @@ const char *cli_esc(const char *s)
 	}
 	for (size_t i = 0; i < n;) {
 		uint32_t cp = 0;
-		size_t k = utf8_seq(p + i, n - i, &cp);
+		size_t next = i;
+		/* The length of the valid UTF-8 sequence at i, 0 if none. */
+		size_t k = zf_utf8_next(p, n, &next, &cp) ? next - i : 0;
 
 		if (k == 1 && cp >= 0x20 && cp != 0x7f) {
 			sl->buf[used++] = (char)p[i++];

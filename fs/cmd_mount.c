@@ -521,7 +521,11 @@ static const struct cli_cmd mount_cmd = {
 	"expected a checkpoint folder and a mount point",
 };
 
-int cmd_mount(int argc, char **argv)
+/* Parses a mount command line (zerofs mount's or mount.zerofs's) and
+ * mounts. */
+static int parse_and_mount(const struct cli_cmd *cmd,
+			   int (*on_opt)(void *ctx, int c, const char *arg),
+			   int argc, char **argv)
 {
 	struct mount_req r;
 	struct parse_ctx ctx = { &r, "mount" };
@@ -529,7 +533,7 @@ int cmd_mount(int argc, char **argv)
 	int nargs, rc;
 
 	mount_req_init(&r);
-	rc = cli_parse(&mount_cmd, argc, argv, on_mount_opt, &ctx, args, &nargs, NULL);
+	rc = cli_parse(cmd, argc, argv, on_opt, &ctx, args, &nargs, NULL);
 	if (rc == CLI_GO_ON) {
 		r.ckpt = args[0];
 		r.mnt = args[1];
@@ -537,6 +541,11 @@ int cmd_mount(int argc, char **argv)
 	}
 	mount_req_release(&r);
 	return rc;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+	return parse_and_mount(&mount_cmd, on_mount_opt, argc, argv);
 }
 
 static int on_helper_opt(void *ctx, int c, const char *arg)
@@ -573,18 +582,5 @@ static const struct cli_cmd helper_cmd = {
 
 int cmd_mount_helper(int argc, char **argv)
 {
-	struct mount_req r;
-	struct parse_ctx ctx = { &r, "mount" };
-	char *args[CLI_MAX_ARGS];
-	int nargs, rc;
-
-	mount_req_init(&r);
-	rc = cli_parse(&helper_cmd, argc, argv, on_helper_opt, &ctx, args, &nargs, NULL);
-	if (rc == CLI_GO_ON) {
-		r.ckpt = args[0];
-		r.mnt = args[1];
-		rc = do_mount(&r);
-	}
-	mount_req_release(&r);
-	return rc;
+	return parse_and_mount(&helper_cmd, on_helper_opt, argc, argv);
 }

@@ -425,9 +425,20 @@ int cmd_verify(int argc, char **argv)
 			 cli_human_size(di->total_bytes, size, sizeof(size)));
 		line(&o, "directory", true, "", msg);
 		if (o.json) {
+			cJSON *lo = cJSON_AddArrayToObject(o.root, "left_out");
+
 			cJSON_AddStringToObject(o.root, "tag", ci->tag);
 			cJSON_AddStringToObject(o.root, "dtype", zf_dtype_torch_name(di->dtype));
+			for (size_t i = 0; lo && i < di->n_left_out; i++) {
+				cJSON *e = cJSON_CreateObject();
+
+				cJSON_AddStringToObject(e, "path", di->left_out[i].path);
+				cJSON_AddStringToObject(e, "why", di->left_out[i].why);
+				cJSON_AddItemToArray(lo, e);
+			}
 		}
+		/* What the mount would leave out, verify names too. */
+		serve_warn_left_out(dir);
 	}
 
 	progress_init(&bar, "verify", !a.quiet && (a.vo.data || a.vo.crc));

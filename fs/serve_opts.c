@@ -54,13 +54,18 @@ int serve_open(const char *path, const struct serve_opts *o,
 		*ck = NULL;
 		return cli_report(&err);
 	}
-	/* Never left out without a word (zerofs(1), SECURITY). */
-	for (size_t i = 0; i < zf_hfdir_info(*dir)->n_left_out; i++) {
-		const struct zf_left_out *lo = &zf_hfdir_info(*dir)->left_out[i];
-
-		cli_error("warning: '%s' left out: %s", lo->path, lo->why);
-	}
+	serve_warn_left_out(*dir);
 	return 0;
+}
+
+void serve_warn_left_out(const struct zf_hfdir *dir)
+{
+	const struct zf_hfdir_info *di = zf_hfdir_info(dir);
+
+	/* Never left out without a word (zerofs(1), SECURITY). */
+	for (size_t i = 0; i < di->n_left_out; i++)
+		cli_error("warning: '%s' left out: %s", di->left_out[i].path,
+			  di->left_out[i].why);
 }
 
 const char *serve_pick_words(enum zf_pick how)

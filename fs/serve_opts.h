@@ -48,6 +48,10 @@ int serve_opt(struct serve_opts *o, int c, const char *arg, const char *cmd);
 int serve_open(const char *path, const struct serve_opts *o,
 	       struct zf_ckpt **ck, struct zf_hfdir **dir);
 
+/* Warns on stderr about each metadata file the directory leaves out (a
+ * link out of the checkpoint, a FIFO, ...), naming it and why. */
+void serve_warn_left_out(const struct zf_hfdir *dir);
+
 /* How the served checkpoint was chosen in the folder given, for people:
  * "the highest checkpoint-N (as the Trainer resumes)". */
 const char *serve_pick_words(enum zf_pick how);

@@ -1204,6 +1204,22 @@ def meta_case(label, base, name, plant, frag):
             probs.append("checkpoint changed: " + "; ".join(d[:5]))
         tap.ok(not probs, "%s: export writes the rest and warns, naming it" % label,
                "\n".join(probs) + "\nstderr: " + q.stderr[-1200:])
+        # verify judges the same directory: the same warning, and --json
+        # lists it; leaving a metadata file out does not make it unsound.
+        v = zrun(["verify", ck.root], timeout=20)
+        vj = zrun(["verify", "--json", ck.root], timeout=20)
+        probs = crashed(v) + crashed(vj)
+        try:
+            left = json.loads(vj.stdout).get("left_out")
+        except ValueError:
+            left = None
+        if v.returncode != 0 or v.stderr.splitlines().count(want) != 1:
+            probs.append("verify exit %d, want the line %r once" % (v.returncode, want))
+        if vj.returncode != 0 or not left or left[0].get("path") != os.path.join(ck.root, name) \
+                or left[0].get("why") != frag(ck):
+            probs.append("verify --json exit %d, left_out %r" % (vj.returncode, left))
+        tap.ok(not probs, "%s: verify warns too and lists it in --json" % label,
+               "\n".join(probs) + "\nstderr: " + v.stderr[-1200:])
     except Exception as e:  # noqa: BLE001
         tap.ok(False, "%s: crafting the case" % label, repr(e))
     finally:

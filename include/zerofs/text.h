@@ -2,7 +2,8 @@
 /*
  * Text checks for names that come from untrusted pickles: UTF-8 validity
  * (safetensors and JSON need it) and a printable form for messages, so an
- * error never writes raw control or invalid bytes to a terminal.
+ * error never writes raw control or invalid bytes to a terminal. The
+ * command line's own escaping (fs/cli_esc.c) decodes by the same rules.
  */
 #ifndef ZEROFS_TEXT_H
 #define ZEROFS_TEXT_H
@@ -29,5 +30,8 @@ char *zf_printable(const char *s, char *buf, size_t size);
 
 /* zf_printable() of the n bytes at s, NULs included (as \x00). */
 char *zf_printable_n(const char *s, size_t n, char *buf, size_t size);
+
+/* "[4096, 11008]": a shape as messages show it, cut to fit size. */
+void zf_shape_text(const uint64_t *shape, uint32_t nd, char *buf, size_t size);
 
 #endif /* ZEROFS_TEXT_H */
