@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Independent mini zero_to_fp32, written from shared/docs/FORMAT.md section 6 (not from
-DeepSpeed's code). Loads the .pt files with torch (no DeepSpeed needed: unknown classes are
+"""Independent mini zero_to_fp32, written from the rules of man/zerofs-checkpoint.5, PLACEMENT
+("ZeRO-3 parameters", "ZeRO-1/2 parameters", "ZeRO-3 frozen parameters"), not from DeepSpeed's
+code or zerofs' C code. Loads the .pt files with torch (no DeepSpeed needed: unknown classes are
 replaced by opaque stand-ins) and rebuilds the tensors.
 
 Library:

@@ -3,7 +3,8 @@ the legacy format: save_legacy below), used by make_ckpt.py when a checkpoint mu
 that are not in memory (sparse "holes", > 4 GiB), and cross-checked byte for byte against
 torch.save for ordinary objects.
 
-Written from shared/docs/FORMAT.md section 3 and from observing torch.save output:
+Written from man/zerofs-checkpoint.5 ("The zip container", "The legacy container") and from
+observing torch.save output:
   * entries: <prefix>/data.pkl, <prefix>/data/<key> (keys sorted as strings), <prefix>/version
   * every entry Stored, data aligned to 64 bytes with a local extra field 'FB' + 'Z' padding
   * non-empty entries: flags 0x0808, local crc/sizes 0, data descriptor after the data

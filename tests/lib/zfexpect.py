@@ -1,15 +1,15 @@
 """What a zerofs mount of a checkpoint with a NAME.ref.json (real fixture or
 tests/gen/make_ckpt.py output) must serve, computed without zerofs.
 
-Rule (shared/fixtures/README.md): every live_state_dict tensor except the
+Rule (tests/gen/README.md, refcheck.py): every live_state_dict tensor except the
 tied aliases (XTuner's 'llm.' prefix removed); floating tensors in the served
 dtype, hashing to entries' sha256_<dtype>; integer buffers in their own dtype
 (live sha256_native). Names zero_to_fp32 has no answer for (stage-1 frozen
 params, everything of a BF16_Optimizer checkpoint) come from the live model:
 its own bytes when the served dtype is the live dtype, otherwise the tensor
 rebuilt by tests/gen/reassemble.py (an independent reader written from
-FORMAT.md) after checking that it reproduces the live sha256_native, then
-cast with torch's .to(dtype).
+man/zerofs-checkpoint.5, PLACEMENT) after checking that it reproduces the
+live sha256_native, then cast with torch's .to(dtype).
 """
 import collections
 import hashlib
