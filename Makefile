@@ -138,15 +138,17 @@ install: zerofs ## install zerofs, mount.zerofs, the man pages and bash completi
 	ln -sf "$$(realpath -m --relative-to=$(sbindir) $(bindir))/zerofs" $(DESTDIR)$(sbindir)/mount.fuse.zerofs
 	$(INSTALL_DATA) man/zerofs.1 $(DESTDIR)$(man1dir)/zerofs.1
 	$(INSTALL_DATA) man/zerofs-checkpoint.5 $(DESTDIR)$(man5dir)/zerofs-checkpoint.5
+	$(INSTALL_DATA) man/zerofs-safetensors.5 $(DESTDIR)$(man5dir)/zerofs-safetensors.5
 	$(INSTALL_DATA) scripts/completion.bash $(DESTDIR)$(bashcompdir)/zerofs
 
 uninstall:
 	rm -f $(DESTDIR)$(bindir)/zerofs $(DESTDIR)$(sbindir)/mount.zerofs \
 		$(DESTDIR)$(sbindir)/mount.fuse.zerofs $(DESTDIR)$(man1dir)/zerofs.1 \
-		$(DESTDIR)$(man5dir)/zerofs-checkpoint.5 $(DESTDIR)$(bashcompdir)/zerofs
+		$(DESTDIR)$(man5dir)/zerofs-checkpoint.5 $(DESTDIR)$(man5dir)/zerofs-safetensors.5 \
+		$(DESTDIR)$(bashcompdir)/zerofs
 
 lint-man: ## check the man pages with mandoc
-	mandoc -Tlint -Wwarning man/zerofs.1 man/zerofs-checkpoint.5
+	mandoc -Tlint -Wwarning man/zerofs.1 man/zerofs-checkpoint.5 man/zerofs-safetensors.5
 
 # Only the lines changed since STYLE_BASE are looked at (git's rule): the
 # tree is not reformatted in one go. STYLE_BASE=main checks a branch.

@@ -137,9 +137,9 @@ class Bench:
         return float("nan")
 
     def gate(self, what):
-        """PERF-NOTES §2.1: time only on an idle machine. Waits (0.5 s steps)
-        until >= --idle % idle, for --gate-max seconds in all; records the
-        idle % seen before each timed run."""
+        """Time only on an idle machine (bench/README.md, "Measuring"). Waits
+        (0.5 s steps) until >= --idle % idle, for --gate-max seconds in all;
+        records the idle % seen before each timed run."""
         while True:
             p = idle_pct()
             if p >= self.a.idle or self.gate_left <= 0:

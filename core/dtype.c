@@ -2,8 +2,9 @@
 /*
  * One table of facts per element type: size, safetensors and torch names,
  * and the position in safetensors' Dtype enum, which decides the order of
- * tensors in a file (HF-CONVENTIONS.md §3: BOOL < U8 < I8 < ... < I16 <
- * U16 < F16 < BF16 < I32 < U32 < F32 < C64 < F64 < I64 < U64).
+ * tensors in a file: save_file() writes the highest position first
+ * (man/zerofs-safetensors.5, "Tensor order", lists the whole enum; the
+ * ranks below are those positions, gaps being dtypes zerofs never serves).
  */
 #include "zerofs/dtype.h"
 

@@ -5,8 +5,9 @@
  * alone (safetensors.h). The truth is safetensors' tensor.rs (prepare()
  * and Metadata's Serialize, with serde_json's compact formatter),
  * huggingface_hub's split_state_dict_into_shards_factory(),
- * huggingface_hub's parse_size_to_int(), and Python's json.dumps(indent=2, sort_keys=True)
- * for the index; HF-CONVENTIONS.md §3-§5 sums them up. The JSON text is
+ * huggingface_hub's parse_size_to_int(), and Python's json.dumps(indent=2,
+ * sort_keys=True) for the index; man/zerofs-safetensors.5 (SAFETENSORS
+ * FILES, SHARDS) describes the result. The JSON text is
  * written here by hand because no library lays it out byte for byte the
  * same way (cJSON's spacing differs from both serde_json and Python).
  * tests/t120-safetensors-reference.py checks all of it against an

@@ -90,9 +90,9 @@ def check_mount(name, d, ex, dt, m):
     # strict validation
     try:
         sd = sv.validate_dir(mp, others=[])
-        tap.ok(True, "%s: valid safetensors directory (HF-CONVENTIONS 1-5)" % tag)
+        tap.ok(True, "%s: strictly valid safetensors folder (zerofs-safetensors(5))" % tag)
     except sv.Invalid as e:
-        tap.ok(False, "%s: valid safetensors directory (HF-CONVENTIONS 1-5)" % tag, "\n".join(e.problems))
+        tap.ok(False, "%s: strictly valid safetensors folder (zerofs-safetensors(5))" % tag, "\n".join(e.problems))
         return {}
     st = sd.files["model.safetensors"]
     f = os.path.join(mp, "model.safetensors")
@@ -214,9 +214,9 @@ for name, d, ref in pick:
                        "%s: several shards + index, no model.safetensors" % tag, names)
                 try:
                     sd = sv.validate_dir(m.path, others=[])
-                    tap.ok(True, "%s: shards and index valid (HF-CONVENTIONS 1-5)" % tag)
+                    tap.ok(True, "%s: shards and index strictly valid (zerofs-safetensors(5) SHARDS)" % tag)
                 except sv.Invalid as e:
-                    tap.ok(False, "%s: shards and index valid (HF-CONVENTIONS 1-5)" % tag,
+                    tap.ok(False, "%s: shards and index strictly valid (zerofs-safetensors(5) SHARDS)" % tag,
                            "\n".join(e.problems))
                     continue
                 # huggingface_hub's greedy split over the state-dict order, 20KB = 20000 bytes

@@ -3,9 +3,9 @@
 For each mount the expected files are built in Python: tensors from the
 fixture's NAME.ref.pt (zero_to_fp32's answer; names it lacks come from the
 live model, see tests/lib/zfexpect.py), cast with torch's .to(dtype), laid out
-by tests/lib/st_ref.py (a reference save_file writer, HF-CONVENTIONS section
-3) and, when sharded, split as huggingface_hub splits (section 5) with the
-index written as transformers writes it. The mounted header is never used as
+by tests/lib/st_ref.py (a reference save_file writer, man/zerofs-safetensors.5
+"Header" and "Tensor order") and, when sharded, split as huggingface_hub
+splits ("Split") with the index written as transformers writes it ("Index"). The mounted header is never used as
 the expectation.
 
 Then several thousand pread()s per mount at chosen and random offsets and

@@ -1,6 +1,6 @@
 """The mount's kernel readahead window ends at 1 MiB (or what --readahead
 asks), so mmap readers such as safetensors get 1 MiB requests instead of
-4-64 KiB ones (PERF-NOTES.md §2.4). The kernel takes the smaller of the
+4-64 KiB ones (bench/README.md, "Readahead"). The kernel takes the smaller of the
 bdi window and the daemon's INIT reply, so both must say it."""
 import os
 import sys

@@ -15,7 +15,10 @@ runs as written.
   say why, and the install block's packages must be Debian's names.
 - zerofs(1)'s fstab line mounts through mount -T, and its systemd unit
   passes systemd-analyze verify.
+- The section 5 pages (file formats) pass mandoc's lint and show no command
+  lines: the commands are documented, and run, where the bullets above say.
 """
+import glob
 import json
 import os
 import re
@@ -254,6 +257,24 @@ if shutil.which("mandoc"):
     tap.ok(lint.returncode == 0 and not lint.stdout.strip(), "mandoc -Tlint passes", lint.stdout)
 else:
     tap.ok(False, "mandoc is installed (scripts/setup-debian.sh installs it)")
+
+# A section 5 page describes bytes, not how to run anything; a command line
+# in it would be documented without being run, so none may appear in its
+# literal text (.Dl, .Bd -literal). A line is taken for a command when its
+# first word is zerofs or a program on PATH.
+for page in sorted(glob.glob(os.path.join(ROOT, "man", "*.5"))):
+    name = os.path.basename(page)
+    text = open(page).read()
+    if shutil.which("mandoc"):
+        lint = subprocess.run(["mandoc", "-Tlint", "-Wwarning", page], capture_output=True, text=True)
+        tap.ok(lint.returncode == 0 and not lint.stdout.strip(), "%s: mandoc -Tlint passes" % name,
+               lint.stdout)
+    literal = re.findall(r"^\.Dl (.*)$", text, re.M)
+    for block in re.findall(r"\.Bd -literal[^\n]*\n(.*?)\.Ed", text, re.S):
+        literal += block.splitlines()
+    cmds = [ln for ln in literal if ln.split()
+            and (ln.split()[0].lstrip("$") in ("zerofs", "mount.zerofs") or shutil.which(ln.split()[0]))]
+    tap.ok(not cmds, "%s shows no command lines (formats only)" % name, cmds)
 
 ci = open(os.path.join(ROOT, ".ci", "run")).read()
 tap.ok("scripts/setup-debian.sh && make check" in README and "make check" in ci

@@ -39,7 +39,8 @@ const char *zf_dtype_torch_name(enum zf_dtype dt);
 
 /*
  * Position in safetensors' Dtype enum declaration. save_file() writes
- * tensors in descending rank order, then by name (HF-CONVENTIONS.md §3).
+ * tensors in descending rank order, then by name
+ * (man/zerofs-safetensors.5, "Tensor order").
  */
 int zf_dtype_st_rank(enum zf_dtype dt);
 

@@ -3,7 +3,8 @@
  * @file safetensors.h
  * What safetensors.torch.save_file(tensors, metadata={"format": "pt"})
  * writes, computed without the data: the header bytes and where each
- * tensor's data goes. See ../shared/docs/HF-CONVENTIONS.md §3.
+ * tensor's data goes. man/zerofs-safetensors.5 ("Header", "Tensor
+ * order", SHARDS) describes these bytes.
  *
  * Order on disk: descending safetensors dtype rank, then ascending name
  * (byte order); tensors back to back from offset 0; compact JSON with

@@ -2,7 +2,7 @@
 /*
  * Throughput of zf_convert(), scalar and AVX2 kernels, in GB/s of input.
  *   convert_bench [BYTES_OF_FP32_INPUT [SECONDS_PER_POINT]]
- * Default: 256 KiB of fp32 input (L2-resident, as in PERF-NOTES.md §2.5),
+ * Default: 256 KiB of fp32 input (L2-resident: bench/README.md, "Conversion"),
  * about 0.5 s per point, median of 5. Inputs are random finite floats with
  * a sprinkling of NaN/Inf/subnormals, so no branch predicts them away.
  * Pin it for stable numbers: taskset -c 1 build/tests/convert_bench

@@ -1,5 +1,6 @@
-"""A small reference safetensors writer, from HF-CONVENTIONS.md section 3
-(what safetensors.torch.save_file(d, path, metadata={"format": "pt"}) writes),
+"""A small reference safetensors writer, from man/zerofs-safetensors.5,
+"Header" and "Tensor order" (what safetensors.torch.save_file(d, path,
+metadata={"format": "pt"}) writes),
 used to build the expected bytes of a served file independently of zerofs.
 
     file_bytes([(name, st_dtype, shape, data_bytes)], metadata) -> bytes

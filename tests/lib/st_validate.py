@@ -1,11 +1,12 @@
-"""A strict, independent safetensors + index validator, written from
-shared/docs/HF-CONVENTIONS.md sections 1-5 (not from zerofs' code).
+"""A strict, independent safetensors + index validator, written from the
+rules of man/zerofs-safetensors.5 and the upstream code it names (not from
+zerofs' code).
 
 It accepts exactly what a file written by safetensors.torch.save_file(...,
 metadata={"format": "pt"}) and a folder written by transformers'
-save_pretrained() look like, which is stricter than the Rust reader (section 1
-and 2 describe what the reader tolerates; sections 3-5 what the writers
-produce, and zerofs promises the writers' bytes).
+save_pretrained() look like, which is stricter than the Rust reader (the
+page's CLIENTS says what the reader checks; SAFETENSORS FILES and SHARDS what
+the writers produce, and zerofs promises the writers' bytes).
 
     validate_file(path_or_bytes)  -> StFile (raises Invalid listing every problem)
     validate_dir(path, ...)       -> StDir  (the whole HF directory: single file
@@ -24,7 +25,7 @@ OD = collections.OrderedDict
 
 MAX_HEADER_SIZE = 100_000_000
 
-# Dtype enum in declaration order (section 3.1): save_file sorts by DESCENDING
+# Dtype enum in declaration order ("Tensor order"): save_file sorts by DESCENDING
 # position, then ascending name.
 DTYPE_ORDER = ["BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3",
                "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "I16", "U16", "F16", "BF16",
@@ -81,7 +82,8 @@ def _is_uint(v):
 
 
 def parse_header(buf, where="file", problems=None):
-    """Checks of sections 1-3 on the bytes of a whole file. Returns StFile;
+    """Checks of "Header", "Tensor order" and CLIENTS on the bytes of a whole
+    file. Returns StFile;
     appends to problems (a list) or raises Invalid."""
     raise_at_end = problems is None
     if problems is None:
@@ -130,7 +132,7 @@ def parse_header(buf, where="file", problems=None):
         problems.append("header JSON is not an object")
         raise Invalid(where, problems)
     st.header = hdr
-    # The writer's exact text (section 3.3/3.4): compact, __metadata__ first,
+    # The writer's exact text ("Header"): compact, __metadata__ first,
     # fields dtype, shape, data_offsets in that order, ensure_ascii=False.
     compact = json.dumps(hdr, separators=(",", ":"), ensure_ascii=False)
     if compact != body:
@@ -171,7 +173,8 @@ def parse_header(buf, where="file", problems=None):
         if name == "":
             problems.append("empty tensor name")
         entries.append((name, dt, shape, offs[0], offs[1]))
-    # Section 1.7: sorted by (start, end), contiguous from 0, size matches.
+    # The reader's check (CLIENTS): sorted by (start, end), contiguous from 0,
+    # size matches.
     start = 0
     for name, dt, shape, b, e in sorted(entries, key=lambda x: (x[3], x[4])):
         if b != start or e < b:
@@ -190,7 +193,7 @@ def parse_header(buf, where="file", problems=None):
     end = max([e for *_, e in entries], default=0)
     if 8 + n + end != len(buf):
         problems.append("file is %d bytes, header says %d (8 + %d + %d)" % (len(buf), 8 + n + end, n, end))
-    # Section 3.1/3.2: save_file order is descending dtype rank, then name;
+    # "Tensor order": save_file order is descending dtype rank, then name;
     # header lists them in that order, and offsets follow the same order.
     want = sorted(entries, key=lambda x: (-DTYPE_RANK[x[1]], x[0].encode("utf-8")))
     if [x[0] for x in entries] != [x[0] for x in want]:
@@ -202,7 +205,8 @@ def parse_header(buf, where="file", problems=None):
             problems.append("%s: laid out at %d, save_file order puts it at %d" % (name, b, pos))
             break
         pos = e
-    # Alignment (a consequence of 3.5): every tensor aligned to its element size.
+    # Alignment ("Tensor order": the padding and the order together): every
+    # tensor aligned to its element size.
     for name, dt, shape, b, e in entries:
         el = max(1, DTYPE_BITS[dt] // 8)
         if (8 + n + b) % el:
@@ -349,7 +353,7 @@ def validate_dir(path, others=None):
 
 
 def hf_split(sizes, max_size):
-    """huggingface_hub's split_state_dict_into_shards_factory (section 5) on
+    """huggingface_hub's split_state_dict_into_shards_factory ("Split") on
     [(name, nbytes)] in state-dict order: list of lists of names, in shard
     order."""
     shards = []

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """An independent reference for what zerofs must write, built from the
-rules (HF-CONVENTIONS.md §3-§5, safetensors tensor.rs, serde_json,
-huggingface_hub _base.py, transformers save_pretrained), not from zerofs.
+rules (man/zerofs-safetensors.5, SAFETENSORS FILES and SHARDS; safetensors
+tensor.rs, serde_json, huggingface_hub _base.py, transformers
+save_pretrained), not from zerofs.
 
     header_bytes(tensors, metadata) -> (bytes, {name: (begin, end)})
         tensors: list of (name: str, dtype: str, shape: list[int])

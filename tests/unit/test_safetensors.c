@@ -98,8 +98,8 @@ static void layout_cases(void)
 			"\"data_offsets\":[4,8]}}";
 
 		/* 138 bytes of JSON + 6 spaces = 144 */
-		check_layout("HF-CONVENTIONS §3 example", t, 2, "pt", want,
-			     offs, &fs);
+		check_layout("zerofs-safetensors(5) EXAMPLES header", t, 2,
+			     "pt", want, offs, &fs);
 		tap_ok(offs[1] == 8 + 144 && offs[0] == 8 + 144 + 4 &&
 			       fs == 8 + 144 + 8,
 		       "example offsets a=%llu b=%llu size=%llu",
@@ -337,8 +337,8 @@ static void shard_cases(void)
 		plan("docstring [6,6,2,6,2,2]GB at 10GB", s, 6, 10 * G, w, 3);
 	}
 	{
-		/* HF-CONVENTIONS §5: a=1, b=1, big=10, c=1 with max 5 ->
-		 * 00001 = [big], 00002 = [a, b, c] */
+		/* man/zerofs-safetensors.5, "Split": a=1, b=1, big=10,
+		 * c=1 with max 5 -> 00001 = [big], 00002 = [a, b, c] */
 		const uint64_t s[] = { 1, 1, 10, 1 };
 		const uint32_t w[] = { 1, 1, 0, 1 };
 
