@@ -18,7 +18,7 @@ Library (import with sys.path including tests/gen):
                                      every live_state_dict tensor except tied aliases, names with
                                      strip_prefix removed (True = the ref's model.name_prefix);
                                      floating tensors in the served dtype, integer buffers in their
-                                     own dtype (shared/fixtures/README.md, last paragraph)
+                                     own dtype (tests/gen/README.md, the serving rule)
     read_safetensors_dir(d)          {name: (dtype_str, shape, sha256)} of every *.safetensors in d
     compare_hf_dir(ref, d, dtype, strip_prefix) -> list of problems (empty = OK)
 
