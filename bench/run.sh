@@ -228,11 +228,11 @@ unmount() { # unmount MNT PID
 	wait "$2" 2>/dev/null || true
 }
 # ensure_ra MNT: record the readahead the daemon left on its mount, then
-# raise it to 1024 KiB if it is lower. zerofs writes read_ahead_kb before
-# FUSE_INIT is answered and does not ask for it in the INIT reply, so the
-# kernel's min(bdi, INIT max_readahead) puts it back to 128 KiB (found by
-# this bench; reported). The main rows measure the intended 1024 KiB; the
-# "as mounted" rows measure what zerofs leaves.
+# raise it to 1024 KiB if it is lower. The kernel keeps min(bdi, INIT
+# max_readahead), so a daemon must both write read_ahead_kb and ask for the
+# window in its INIT reply (zerofs does both since this bench found it
+# did not; bench/README.md, "Readahead"). The main rows measure 1024 KiB;
+# the "as mounted" rows measure what zerofs leaves, and must agree.
 bdi_ra() { echo "/sys/class/bdi/$(mountpoint -d "$1")/read_ahead_kb"; }
 ensure_ra() {
 	local f ra
