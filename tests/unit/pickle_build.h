@@ -32,7 +32,8 @@ static inline void bb_put(struct bb *b, const void *s, size_t n)
 			abort();
 		b->cap = cap;
 	}
-	memcpy(b->p + b->n, s, n);
+	if (n) /* s may be NULL then */
+		memcpy(b->p + b->n, s, n);
 	b->n += n;
 }
 

@@ -18,43 +18,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pickle_build.h"
 #include "ptlegacy_vectors.h"
 #include "tap.h"
 
 static char tmpdir[4096];
 
-/* ---- a growing byte buffer -------------------------------------------- */
-
-struct bb {
-	unsigned char *p;
-	size_t n, cap;
-};
-
-static void bb_put(struct bb *b, const void *s, size_t n)
-{
-	if (b->cap - b->n < n) {
-		size_t cap = b->cap ? b->cap : 256;
-
-		while (cap - b->n < n)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		if (!b->p)
-			abort();
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->n, s, n);
-	b->n += n;
-}
-
-static void bb_le(struct bb *b, uint64_t v, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)(v >> (8 * i));
-
-		bb_put(b, &c, 1);
-	}
-}
+/* ---- zip records ------------------------------------------------------- */
 
 static uint32_t crc32(const unsigned char *p, size_t n)
 {

@@ -20,64 +20,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pickle_build.h"
 #include "ptlegacy_vectors.h"
 #include "tap.h"
 
 static char tmpdir[4096];
 
 /* ---- helpers ---------------------------------------------------------- */
-
-struct bb {
-	unsigned char *p;
-	size_t n, cap;
-};
-
-static void bb_put(struct bb *b, const void *s, size_t n)
-{
-	if (b->cap - b->n < n) {
-		size_t cap = b->cap ? b->cap : 256;
-
-		while (cap - b->n < n)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		if (!b->p)
-			abort();
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->n, s, n);
-	b->n += n;
-}
-
-static void bb_s(struct bb *b, const char *s)
-{
-	bb_put(b, s, strlen(s));
-}
-
-#define bb_lit(b, s) bb_put((b), (s), sizeof(s) - 1)
-
-static void bb_le(struct bb *b, uint64_t v, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)(v >> (8 * i));
-
-		bb_put(b, &c, 1);
-	}
-}
-
-/* BINUNICODE of a C string. */
-static void bb_str(struct bb *b, const char *s)
-{
-	bb_s(b, "X");
-	bb_le(b, strlen(s), 4);
-	bb_s(b, s);
-}
-
-static void bb_free(struct bb *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
 
 static void write_file(const char *path, const void *d, size_t n)
 {

@@ -24,24 +24,8 @@
 #include <unistd.h>
 
 #include "ckpt_i.h"
+#include "rng.h"
 #include "tap.h"
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return rng_state = x;
-}
-
-static uint64_t below(uint64_t n)
-{
-	return n ? rnd() % n : 0;
-}
 
 static char dir[] = "/tmp/zf-test-strided.XXXXXX";
 
