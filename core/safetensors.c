@@ -5,7 +5,7 @@
  * alone (safetensors.h). The truth is safetensors' tensor.rs (prepare()
  * and Metadata's Serialize, with serde_json's compact formatter),
  * huggingface_hub's split_state_dict_into_shards_factory(),
- * huggingface_hub's parse_size_to_int(), and Python's json.dumps(indent=2,
+ * transformers' convert_file_size_to_int(), and Python's json.dumps(indent=2,
  * sort_keys=True) for the index; man/zerofs-safetensors.5 (SAFETENSORS
  * FILES, SHARDS) describes the result. The JSON text is
  * written here by hand because no library lays it out byte for byte the
@@ -535,67 +535,6 @@ static bool py_int(const char *s, size_t len, bool *neg, uint64_t *v, bool *big)
 	return digits && !*big;
 }
 
-/* A run of digits with single underscores between them (Python's
- * digitpart) at s[*i..len); moves *i past it. */
-static bool py_digits(const char *s, size_t len, size_t *i)
-{
-	size_t start = *i;
-
-	while (*i < len && s[*i] >= '0' && s[*i] <= '9') {
-		(*i)++;
-		if (*i + 1 < len && s[*i] == '_' && s[*i + 1] >= '0' && s[*i + 1] <= '9')
-			(*i)++;
-	}
-	return *i > start;
-}
-
-/*
- * Python's float(s[0..len)) for ASCII text, finite values only: whitespace
- * around it, a sign, digits with single underscores, a decimal point, an
- * exponent. strtod() then reads the same text without the underscores
- * (the process keeps the "C" locale, so the point is '.'), correctly
- * rounded, as Python does.
- */
-static bool py_float(const char *s, size_t len, double *v)
-{
-	char buf[64];
-	size_t i = 0, n = 0;
-	bool mant;
-
-	while (len && py_space(s[len - 1]))
-		len--;
-	while (i < len && py_space(s[i]))
-		i++;
-	if (i < len && (s[i] == '+' || s[i] == '-'))
-		i++;
-	mant = py_digits(s, len, &i);
-	if (i < len && s[i] == '.') {
-		i++;
-		mant |= py_digits(s, len, &i);
-	}
-	if (!mant)
-		return false;
-	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
-		i++;
-		if (i < len && (s[i] == '+' || s[i] == '-'))
-			i++;
-		if (!py_digits(s, len, &i))
-			return false;
-	}
-	if (i != len)
-		return false;
-	for (i = 0; i < len; i++) {
-		if (py_space(s[i]) || s[i] == '_')
-			continue;
-		if (n + 1 >= sizeof(buf))
-			return false;
-		buf[n++] = s[i];
-	}
-	buf[n] = '\0';
-	*v = strtod(buf, NULL);
-	return *v == *v && *v - *v == 0; /* not NaN, not infinite */
-}
-
 static bool ends_with_ci(const char *s, size_t len, const char *suffix)
 {
 	size_t n = strlen(suffix);
@@ -605,48 +544,43 @@ static bool ends_with_ci(const char *s, size_t len, const char *suffix)
 
 int zf_parse_size(const char *s, uint64_t *bytes, struct zf_error *err)
 {
-	/* Binary units first: "5KiB" also ends in "iB", not in a decimal unit,
-	 * but "5KIB" must not be read as "5KI" + "B". */
+	/* Binary units first: "5KiB" also ends in a case-blind "B". */
 	static const struct {
 		const char *unit;
-		double mult;
+		uint64_t mult;
+		bool bits; /* a lowercase final 'b' counts bits */
 	} units[] = {
-		{ "TIB", 1099511627776.0 }, { "GIB", 1073741824.0 },
-		{ "MIB", 1048576.0 },	     { "KIB", 1024.0 },
-		{ "TB", 1e12 },		     { "GB", 1e9 },
-		{ "MB", 1e6 },		     { "KB", 1e3 },
+		{ "GIB", (uint64_t)1 << 30, false }, { "MIB", (uint64_t)1 << 20, false },
+		{ "KIB", (uint64_t)1 << 10, false }, { "GB", 1000000000, true },
+		{ "MB", 1000000, true },	     { "KB", 1000, true },
 	};
-	size_t len = s ? strlen(s) : 0;
-	uint64_t v;
-	double num, prod;
-	bool neg, big;
+	size_t len = s ? strlen(s) : 0, num = len;
+	uint64_t mult = 1, v;
+	bool neg, big, bits = false;
 
-	while (len && py_space(s[len - 1]))
-		len--;
-	for (size_t u = 0; s && u < sizeof(units) / sizeof(units[0]); u++) {
-		if (!ends_with_ci(s, len, units[u].unit))
-			continue;
-		if (!py_float(s, len - strlen(units[u].unit), &num))
+	for (size_t u = 0; s && u < sizeof(units) / sizeof(units[0]); u++)
+		if (ends_with_ci(s, len, units[u].unit)) {
+			mult = units[u].mult;
+			num = len - strlen(units[u].unit);
+			bits = units[u].bits && s[len - 1] == 'b';
 			break;
-		/* huggingface_hub: int(value * multiplier), in doubles, cut
-		 * toward zero. */
-		prod = num * units[u].mult;
-		if (!(prod >= 1.0))
-			return zf_fail(err, ZF_EUSAGE, "'%s': a shard size must be at least 1 byte", s);
-		if (prod >= 18446744073709551616.0)
+		}
+	if (!s || !py_int(s, num, &neg, &v, &big)) {
+		if (s && big)
 			return zf_fail(err, ZF_EUSAGE, "'%s' is too large", s);
-		*bytes = (uint64_t)prod;
-		return ZF_OK;
+		return zf_fail(err, ZF_EUSAGE,
+			       "'%s' is not a size: give bytes, or an integer with GiB, MiB, KiB, GB, MB or KB (a lowercase b counts bits: 5Gb is 625000000 bytes)",
+			       s ? s : "");
 	}
-	if (s && py_int(s, len, &neg, &v, &big)) {
-		if (neg || !v)
-			return zf_fail(err, ZF_EUSAGE, "'%s': a shard size must be at least 1 byte", s);
-		*bytes = v;
-		return ZF_OK;
-	}
-	if (s && big)
+	if (neg || !v)
+		return zf_fail(err, ZF_EUSAGE, "'%s': a shard size must be more than 0 bytes", s);
+	if (zf_ckd_mul(&v, v, mult))
 		return zf_fail(err, ZF_EUSAGE, "'%s' is too large", s);
-	return zf_fail(err, ZF_EUSAGE,
-		       "'%s' is not a size: give bytes, or a number with TB, GB, MB or KB (decimal, as save_pretrained reads them) or TiB, GiB, MiB or KiB (binary)",
-		       s ? s : "");
+	/* transformers: int_size // 8 (a floor, exact for positive sizes). */
+	if (bits)
+		v /= 8;
+	if (!v)
+		return zf_fail(err, ZF_EUSAGE, "'%s': a shard size must be more than 0 bytes", s);
+	*bytes = v;
+	return ZF_OK;
 }

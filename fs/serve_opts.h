@@ -30,7 +30,7 @@ struct serve_opts {
 	"  --tag TAG             read this tag folder instead of the one 'latest' names\n" \
 	"  --dtype D             auto (the training dtype, default), fp32, bf16 or fp16\n"  \
 	"  --max-shard-size S    largest shard, as save_pretrained reads it: 5GB (default),\n" \
-	"                        500MB, 1.5GB, bytes; also 2GiB (binary)\n"               \
+	"                        2GiB, 500MB, bytes; a lowercase b counts bits (5Gb)\n"    \
 	"  --strip-prefix P      remove P from every tensor name ('' keeps names; XTuner's\n" \
 	"                        'llm.' is removed without asking)\n"                        \
 	"  --config DIR          take config.json and tokenizer files from DIR\n"              \

@@ -83,15 +83,16 @@ int zf_st_index_json(const char *const *names, const uint32_t *shard_of,
 		     char **out, size_t *out_len, struct zf_error *err);
 
 /*
- * Parses a shard size as transformers' save_pretrained does (since 4.42 it
- * hands a string to huggingface_hub's parse_size_to_int): a number with
- * TB, GB, MB or KB, decimal, the unit in any case ("5gb" is 5000000000
- * bytes), the number what Python's float() takes ("1.5", "2e3", "1_000",
- * whitespace before the unit), the product cut to whole bytes as int()
- * cuts it. A plain integer is bytes, as save_pretrained takes an int.
- * TiB, GiB, MiB and KiB (binary) are zerofs' own: huggingface_hub refuses
- * them; transformers before 4.42 took them. Refused: sizes under 1 byte,
- * over 64 bits, infinities and NaN, non-ASCII digits or spaces.
+ * Parses a shard size exactly as transformers' save_pretrained does
+ * (convert_file_size_to_int in transformers/utils/hub.py): an integer
+ * followed by GiB, MiB or KiB (binary) or GB, MB or KB (decimal), the
+ * unit case-blind, except that a lowercase final 'b' counts bits ("5gb"
+ * and "5Gb" are 625000000 bytes, "5GB" and "5gB" 5000000000); the number
+ * is what Python's int() takes (whitespace around it, a sign, "1_000").
+ * transformers takes a plain int as bytes: so does a bare integer here.
+ * Not taken, as transformers takes none of them: decimals ("1.5GB"), TB,
+ * a bare "B". Also refused: sizes below 1 byte, sizes over 64 bits, and
+ * non-ASCII digits or spaces (which int() would take).
  * Returns 0 and sets *bytes, or ZF_EUSAGE with a message.
  */
 int zf_parse_size(const char *s, uint64_t *bytes, struct zf_error *err);

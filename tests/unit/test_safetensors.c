@@ -515,9 +515,8 @@ static void size_case(const char *s, int want_ok, uint64_t want)
 		       "parse_size '%s' refused: %s", s, err.msg);
 }
 
-/* huggingface_hub's parse_size_to_int, which save_pretrained uses, plus
- * zerofs' binary units (tests/t125-max-shard-size.py checks a larger
- * table against huggingface_hub itself when installed). */
+/* transformers' convert_file_size_to_int (tests/t125-max-shard-size.py
+ * checks a larger table against transformers itself when installed). */
 static void size_cases(void)
 {
 	size_case("5GB", 1, 5000000000u);
@@ -527,32 +526,26 @@ static void size_cases(void)
 	size_case("10KB", 1, 10000);
 	size_case("10kib", 1, 10240);
 	size_case("12345", 1, 12345);
-	size_case("5gb", 1, 5000000000u); /* bytes, not bits */
-	size_case("5Gb", 1, 5000000000u);
-	size_case("1kb", 1, 1000);
-	size_case(" 5 GB", 1, 5000000000u);
-	size_case("5GB ", 1, 5000000000u);
+	size_case("5gb", 1, 625000000u);	/* bits */
+	size_case("5Gb", 1, 625000000u);
+	size_case("5gB", 1, 5000000000u);
+	size_case("1kb", 1, 125);
+	size_case(" 5 GB", 1, 5000000000u);	/* int(" 5 ") */
 	size_case("+2MB", 1, 2000000u);
 	size_case("1_000KB", 1, 1000000u);
-	size_case("1.5GB", 1, 1500000000u);
-	size_case("4.35MB", 1, 4350000u); /* 4.35 * 1e6 in doubles */
-	size_case("1e3KB", 1, 1000000u);
-	size_case("2TB", 1, 2000000000000u);
-	size_case("1.5GiB", 1, 1610612736u);
 	size_case("18446744073709551615", 1, UINT64_MAX);
+	size_case("1.5GB", 0, 0);
+	size_case("2TB", 0, 0);
+	size_case("5GB ", 0, 0);
 	size_case("", 0, 0);
 	size_case("   ", 0, 0);
 	size_case("-1GB", 0, 0);
 	size_case("0GB", 0, 0);
-	size_case("0.0001KB", 0, 0); /* 0.1 byte */
 	size_case("0", 0, 0);
 	size_case("1b", 0, 0);
 	size_case("GB", 0, 0);
 	size_case("18446744073709551616", 0, 0);
 	size_case("20000000000GB", 0, 0);
-	size_case("1e400GB", 0, 0);
-	size_case("infGB", 0, 0);
-	size_case("nanGB", 0, 0);
 	size_case("5B", 0, 0);
 	size_case("0x10GB", 0, 0);
 	size_case("1__0KB", 0, 0);
