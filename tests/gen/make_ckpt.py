@@ -183,16 +183,11 @@ class Entry:
         self.near_one = False  # --llama norm weights: 1 + noise
 
 
-def build_llama(a):
-    """--llama: exactly transformers' LlamaForCausalLM (attention_bias false,
-    GQA with --heads/--kv-heads), names in its state_dict() order; no buffers
-    (the rotary inv_freq is not persistent). RMSNorm weights are drawn around
-    1.0 so that the model computes something."""
-    P = a.prefix
-    H, V, I = a.hidden, a.vocab, a.intermediate
-    kv = a.kv_heads * (H // a.heads)
+def llama_entries(P, layers, H, V, I, kv):
+    """LlamaForCausalLM's parameters in its state_dict() order, lm_head last
+    (GQA: kv is the width of k_proj and v_proj; no biases, no buffers)."""
     ents = [Entry(P + "model.embed_tokens.weight", (V, H), "param")]
-    for l in range(a.layers):
+    for l in range(layers):
         b = P + "model.layers.%d." % l
         ents += [Entry(b + "self_attn.q_proj.weight", (H, H), "param"),
                  Entry(b + "self_attn.k_proj.weight", (kv, H), "param"),
@@ -203,13 +198,24 @@ def build_llama(a):
                  Entry(b + "mlp.down_proj.weight", (H, I), "param"),
                  Entry(b + "input_layernorm.weight", (H,), "param"),
                  Entry(b + "post_attention_layernorm.weight", (H,), "param")]
-    ents.append(Entry(P + "model.norm.weight", (H,), "param"))
+    ents += [Entry(P + "model.norm.weight", (H,), "param"),
+             Entry(P + "lm_head.weight", (V, H), "param")]
+    return ents
+
+
+def build_llama(a):
+    """--llama: exactly transformers' LlamaForCausalLM (attention_bias false,
+    GQA with --heads/--kv-heads), names in its state_dict() order; no buffers
+    (the rotary inv_freq is not persistent). RMSNorm weights are drawn around
+    1.0 so that the model computes something."""
+    P = a.prefix
+    ents = llama_entries(P, a.layers, a.hidden, a.vocab, a.intermediate,
+                         a.kv_heads * (a.hidden // a.heads))
     for e in ents:
         e.near_one = e.name.endswith("norm.weight")
-    lm = Entry(P + "lm_head.weight", (V, H), "param")
+    lm = ents[-1]
     if a.tied:
         lm.alias_of = P + "model.embed_tokens.weight"
-    ents.append(lm)
     if a.frozen:
         ents[0].trainable = False
         if a.tied:
@@ -221,22 +227,7 @@ def build_llama70b(a):
     """Llama-2-70B's state_dict names and shapes (grouped-query attention:
     8 key/value heads of 128; no biases, no buffers, untied lm_head); every
     parameter all zeros, stored as sparse holes."""
-    P = a.prefix
-    H, V, I, KV = 8192, 32000, 28672, 1024
-    ents = [Entry(P + "model.embed_tokens.weight", (V, H), "param")]
-    for l in range(a.layers):
-        b = P + "model.layers.%d." % l
-        ents += [Entry(b + "self_attn.q_proj.weight", (H, H), "param"),
-                 Entry(b + "self_attn.k_proj.weight", (KV, H), "param"),
-                 Entry(b + "self_attn.v_proj.weight", (KV, H), "param"),
-                 Entry(b + "self_attn.o_proj.weight", (H, H), "param"),
-                 Entry(b + "mlp.gate_proj.weight", (I, H), "param"),
-                 Entry(b + "mlp.up_proj.weight", (I, H), "param"),
-                 Entry(b + "mlp.down_proj.weight", (H, I), "param"),
-                 Entry(b + "input_layernorm.weight", (H,), "param"),
-                 Entry(b + "post_attention_layernorm.weight", (H,), "param")]
-    ents += [Entry(P + "model.norm.weight", (H,), "param"),
-             Entry(P + "lm_head.weight", (V, H), "param")]
+    ents = llama_entries(a.prefix, a.layers, 8192, 32000, 28672, 1024)
     for e in ents:
         e.big = True
     return ents

@@ -609,13 +609,9 @@ static void run_case(int stage, uint32_t ws, size_t params, size_t frozen, size_
 
 int main(void)
 {
-	const char *s = getenv("ZF_SEED");
 	char cmd[300];
 
-	rng_state = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
-	if (!rng_state)
-		rng_state = 1;
-	printf("# seed %llu (ZF_SEED replays)\n", (unsigned long long)rng_state);
+	rng_seed();
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
 		return 1;

@@ -864,21 +864,23 @@ static int scan_windows(const unsigned char *d, size_t n, size_t w, size_t end)
 	return s.pos == end ? 0 : -1;
 }
 
+/* The reference pickles: torch.save's and one of each protocol. */
+static const struct {
+	const unsigned char *d;
+	size_t n;
+	const char *name;
+} vec[] = {
+	{ pv_model, sizeof(pv_model), "torch.save pickle" },
+	{ pv_proto0, sizeof(pv_proto0), "protocol 0" },
+	{ pv_proto1, sizeof(pv_proto1), "protocol 1" },
+	{ pv_proto2, sizeof(pv_proto2), "protocol 2" },
+	{ pv_proto3, sizeof(pv_proto3), "protocol 3" },
+	{ pv_proto4, sizeof(pv_proto4), "protocol 4" },
+	{ pv_proto5, sizeof(pv_proto5), "protocol 5" },
+};
+
 static void test_prefix_and_scan(void)
 {
-	static const struct {
-		const unsigned char *d;
-		size_t n;
-		const char *name;
-	} vec[] = {
-		{ pv_model, sizeof(pv_model), "torch.save pickle" },
-		{ pv_proto0, sizeof(pv_proto0), "protocol 0" },
-		{ pv_proto1, sizeof(pv_proto1), "protocol 1" },
-		{ pv_proto2, sizeof(pv_proto2), "protocol 2" },
-		{ pv_proto3, sizeof(pv_proto3), "protocol 3" },
-		{ pv_proto4, sizeof(pv_proto4), "protocol 4" },
-		{ pv_proto5, sizeof(pv_proto5), "protocol 5" },
-	};
 	struct zf_pickle_scan s = { 0 };
 	struct zf_pickle *p = NULL;
 	struct zf_error e = { 0 };
@@ -1170,20 +1172,6 @@ static void test_speed(void)
 
 int main(void)
 {
-	static const struct {
-		const unsigned char *d;
-		size_t n;
-		const char *name;
-	} vec[] = {
-		{ pv_model, sizeof(pv_model), "torch.save pickle" },
-		{ pv_proto0, sizeof(pv_proto0), "protocol 0" },
-		{ pv_proto1, sizeof(pv_proto1), "protocol 1" },
-		{ pv_proto2, sizeof(pv_proto2), "protocol 2" },
-		{ pv_proto3, sizeof(pv_proto3), "protocol 3" },
-		{ pv_proto4, sizeof(pv_proto4), "protocol 4" },
-		{ pv_proto5, sizeof(pv_proto5), "protocol 5" },
-	};
-
 	test_model();
 	test_protocol(pv_proto0, sizeof(pv_proto0), 0);
 	test_protocol(pv_proto1, sizeof(pv_proto1), 1);

@@ -218,13 +218,9 @@ static void run_case(size_t n_views, uint64_t max_numel, uint64_t max_dim, const
 
 int main(void)
 {
-	const char *s = getenv("ZF_SEED");
 	char cmd[300];
 
-	rng_state = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
-	if (!rng_state)
-		rng_state = 1;
-	printf("# seed %llu (ZF_SEED replays)\n", (unsigned long long)rng_state);
+	rng_seed();
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
 		return 1;
